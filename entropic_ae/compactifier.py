@@ -1,0 +1,183 @@
+r"""The entropic compactifier: entropy of how "active" the neurons of one layer are.
+
+Take a hidden layer with neurons :math:`j = 1..n`, the linear map *into* it
+(weight :math:`W^{in}`, shape :math:`n \times m`, bias :math:`b`) and the linear map *out of* it
+(weight :math:`W^{out}`, shape :math:`k \times n`). Two measures of how much neuron :math:`j`
+is used:
+
+* incoming activity :math:`a^{in}_j = \sum_i |W^{in}_{ji}| + |b_j|` ("the previous layer
+  feeds this node"), the source document's "right value" (the node sits right of
+  :math:`W^{in}`);
+* outgoing activity :math:`a^{out}_j = \sum_k |W^{out}_{kj}| + |b_j|` ("the next layer reads
+  this node"), the document's "left value" (the node sits left of :math:`W^{out}`).
+
+Normalising an activity vector, :math:`p_j = a_j / \sum_l a_l`, gives a probability vector
+whose Shannon or Rényi entropy is small when a few neurons carry all the activity. The
+compactifier loss is that entropy, in one of four variants:
+
+============  ==========================================================
+``"in"``      :math:`H_\alpha(a^{in} / \sum a^{in})`
+``"out"``     :math:`H_\alpha(a^{out} / \sum a^{out})`
+``"both"``    :math:`H_\alpha(a^{in}/\sum a^{in}) + H_\alpha(a^{out}/\sum a^{out})`
+``"cumulative"``  :math:`H_\alpha((a^{in}+a^{out}) / \sum (a^{in}+a^{out}))`
+============  ==========================================================
+
+(the bias is counted in both activities, so twice in the cumulative variant, as in the
+source document). Minimising it pushes the network to switch neurons off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .entropy import _check_order, _to_base, renyi_unchecked
+
+__all__ = [
+    "VARIANTS",
+    "activity_entropy",
+    "compactifier_loss",
+    "effective_units",
+    "incoming_activity",
+    "layer_compactifier_loss",
+    "outgoing_activity",
+]
+
+VARIANTS = ("in", "out", "both", "cumulative")
+
+LayerLike = nn.Linear | tuple[torch.Tensor, torch.Tensor | None]
+
+
+def _weight_bias(layer: LayerLike, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if isinstance(layer, nn.Linear):
+        return layer.weight, layer.bias
+    if isinstance(layer, tuple) and len(layer) == 2 and isinstance(layer[0], torch.Tensor):
+        weight, bias = layer
+        if bias is not None and not isinstance(bias, torch.Tensor):
+            raise TypeError(f"{name}: bias must be a tensor or None, got {type(bias).__name__}")
+        return weight, bias
+    raise TypeError(f"{name} must be an nn.Linear or a (weight, bias) tuple of tensors, "
+                    f"got {type(layer).__name__}")
+
+
+def _check_weight(weight: torch.Tensor, name: str) -> None:
+    if weight.dim() != 2:
+        raise ValueError(f"{name} weight must be 2-D (out_features × in_features), "
+                         f"got shape {tuple(weight.shape)}")
+
+
+def incoming_activity(layer: LayerLike) -> torch.Tensor:
+    r"""Activity of the neurons a layer feeds: :math:`a_j = \sum_i |W_{ji}| + |b_j|`.
+
+    ``layer`` is the ``nn.Linear`` into the neurons (or a ``(weight, bias)`` tuple, weight
+    shaped out × in). Returns a vector of length ``out_features``.
+    """
+    weight, bias = _weight_bias(layer, "layer")
+    _check_weight(weight, "layer")
+    activity = weight.abs().sum(dim=1)
+    if bias is not None:
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
+        activity = activity + bias.abs()
+    return activity
+
+
+def outgoing_activity(next_layer: LayerLike, bias: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Activity of the neurons a layer reads: :math:`a_j = \sum_k |W_{kj}| + |b_j|`.
+
+    ``next_layer`` is the ``nn.Linear`` out of the neurons; ``bias`` is the neurons' own bias
+    (the bias of the layer *into* them), or None to leave it out. Returns a vector of length
+    ``in_features`` of ``next_layer``.
+    """
+    weight, _ = _weight_bias(next_layer, "next_layer")
+    _check_weight(weight, "next_layer")
+    activity = weight.abs().sum(dim=0)
+    if bias is not None:
+        if bias.shape != (weight.shape[1],):
+            raise ValueError(f"bias has shape {tuple(bias.shape)}, expected ({weight.shape[1]},) "
+                             "to match the next layer's in_features")
+        activity = activity + bias.abs()
+    return activity
+
+
+def activity_entropy(activity: torch.Tensor, alpha: float = 1.0,
+                     base: float | None = None) -> torch.Tensor:
+    r"""Entropy :math:`H_\alpha(a / \sum_j a_j)` of a non-negative activity vector.
+
+    ``alpha = 1`` is Shannon entropy; any other order is Rényi entropy (see
+    :func:`entropic_ae.entropy.renyi`).
+    """
+    alpha = _check_order(alpha)
+    if not isinstance(activity, torch.Tensor) or activity.dim() != 1:
+        raise ValueError("activity must be a 1-D tensor (one entry per neuron)")
+    with torch.no_grad():
+        if not torch.isfinite(activity).all():
+            raise ValueError("activity contains NaN or infinite entries: check the weights")
+        if (activity < 0).any():
+            raise ValueError("activity must be non-negative")
+        if activity.sum() <= 0:
+            raise ValueError("all activities are zero: the entropy of their distribution is "
+                             "undefined (every neuron of the layer is switched off)")
+    p = activity / activity.sum()
+    return _to_base(renyi_unchecked(p, alpha), base)
+
+
+def effective_units(activity: torch.Tensor, alpha: float = 1.0) -> float:
+    r"""Effective number of neurons, :math:`\exp H_\alpha(a/\sum a)` (a perplexity).
+
+    Equals the number of neurons when activity is spread evenly and 1 when one neuron
+    carries it all.
+    """
+    return float(torch.exp(activity_entropy(activity.detach(), alpha)))
+
+
+def layer_compactifier_loss(into: LayerLike, out_of: LayerLike, variant: str = "both",
+                            alpha: float = 1.0, base: float | None = None) -> torch.Tensor:
+    """Compactifier loss of the neurons between the linear maps ``into`` and ``out_of``.
+
+    ``variant`` is one of ``"in"``, ``"out"``, ``"both"``, ``"cumulative"`` (see the module
+    docstring for the formulas); ``alpha`` is the Rényi order (1 = Shannon).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    w_in, b_in = _weight_bias(into, "into")
+    w_out, _ = _weight_bias(out_of, "out_of")
+    _check_weight(w_in, "into")
+    _check_weight(w_out, "out_of")
+    if w_out.shape[1] != w_in.shape[0]:
+        raise ValueError(f"layers do not chain: 'into' has {w_in.shape[0]} outputs but 'out_of' "
+                         f"has {w_out.shape[1]} inputs")
+    a_in = incoming_activity((w_in, b_in))
+    a_out = outgoing_activity((w_out, None), b_in)
+    if variant == "in":
+        return activity_entropy(a_in, alpha, base)
+    if variant == "out":
+        return activity_entropy(a_out, alpha, base)
+    if variant == "both":
+        return activity_entropy(a_in, alpha, base) + activity_entropy(a_out, alpha, base)
+    return activity_entropy(a_in + a_out, alpha, base)
+
+
+def compactifier_loss(linears: Sequence[nn.Linear], layers: int | Sequence[int],
+                      variant: str = "both", alpha: float = 1.0,
+                      base: float | None = None) -> torch.Tensor:
+    r"""Sum of :func:`layer_compactifier_loss` over the hidden node layers ``layers``.
+
+    ``linears`` are a feed-forward net's linear maps in order; node layer :math:`k` (0 = input)
+    sits between ``linears[k-1]`` and ``linears[k]``, so ``k`` must be in ``1..len(linears)-1``.
+    """
+    if isinstance(layers, int):
+        layers = [layers]
+    if len(linears) < 2:
+        raise ValueError("need at least two linear layers to have a hidden node layer")
+    if len(layers) == 0:
+        raise ValueError("layers is empty: name at least one hidden node layer")
+    total = None
+    for k in layers:
+        if not isinstance(k, int) or not 1 <= k <= len(linears) - 1:
+            raise ValueError(f"hidden node layer index must be in 1..{len(linears) - 1}, got {k!r}")
+        term = layer_compactifier_loss(linears[k - 1], linears[k], variant, alpha, base)
+        total = term if total is None else total + term
+    return total
