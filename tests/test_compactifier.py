@@ -1,0 +1,120 @@
+"""Compactifier losses against loop-by-loop references."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from entropic_ae.compactifier import (
+    activity_entropy,
+    compactifier_loss,
+    effective_units,
+    incoming_activity,
+    layer_compactifier_loss,
+    outgoing_activity,
+)
+
+
+def loop_entropy(values, alpha):
+    total = sum(values)
+    p = [v / total for v in values]
+    if alpha == 1:
+        return -sum(q * math.log(q) for q in p if q > 0)
+    return math.log(sum(q**alpha for q in p if q > 0)) / (1 - alpha)
+
+
+def loop_activities(into: nn.Linear, out_of: nn.Linear):
+    w_in, b, w_out = into.weight.tolist(), into.bias.tolist(), out_of.weight.tolist()
+    n = len(w_in)
+    a_in = [sum(abs(x) for x in w_in[j]) + abs(b[j]) for j in range(n)]
+    a_out = [sum(abs(w_out[k][j]) for k in range(len(w_out))) + abs(b[j]) for j in range(n)]
+    return a_in, a_out
+
+
+@pytest.fixture
+def layers():
+    torch.manual_seed(0)
+    into = nn.Linear(7, 5).double()
+    out_of = nn.Linear(5, 3).double()
+    with torch.no_grad():
+        into.weight[2].zero_()
+        into.bias[2] = 0.0
+    return into, out_of
+
+
+@pytest.mark.parametrize("alpha", [0.04, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("variant", ["in", "out", "both", "cumulative"])
+def test_variants_match_loops(layers, variant, alpha):
+    into, out_of = layers
+    a_in, a_out = loop_activities(into, out_of)
+    want = {
+        "in": loop_entropy(a_in, alpha),
+        "out": loop_entropy(a_out, alpha),
+        "both": loop_entropy(a_in, alpha) + loop_entropy(a_out, alpha),
+        "cumulative": loop_entropy([x + y for x, y in zip(a_in, a_out, strict=True)], alpha),
+    }[variant]
+    got = layer_compactifier_loss(into, out_of, variant=variant, alpha=alpha).item()
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_activities_accept_tuples_and_modules(layers):
+    into, out_of = layers
+    torch.testing.assert_close(incoming_activity(into), incoming_activity((into.weight, into.bias)))
+    a_out = outgoing_activity(out_of, into.bias)
+    torch.testing.assert_close(a_out, out_of.weight.abs().sum(0) + into.bias.abs())
+    assert incoming_activity((into.weight, None)).shape == (5,)
+
+
+def test_loss_over_several_layers_is_the_sum():
+    torch.manual_seed(1)
+    linears = [nn.Linear(8, 4), nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 8)]
+    total = compactifier_loss(linears, [1, 2, 3], variant="in", alpha=0.5)
+    parts = [layer_compactifier_loss(linears[k - 1], linears[k], "in", 0.5) for k in (1, 2, 3)]
+    assert total.item() == pytest.approx(sum(p.item() for p in parts), rel=1e-6)
+
+
+def test_minimising_concentrates_activity():
+    torch.manual_seed(2)
+    into, out_of = nn.Linear(10, 8), nn.Linear(8, 10)
+    before = effective_units(incoming_activity(into))
+    opt = torch.optim.Adam([*into.parameters(), *out_of.parameters()], lr=0.02)
+    for _ in range(300):
+        opt.zero_grad()
+        layer_compactifier_loss(into, out_of, "both", alpha=0.5).backward()
+        opt.step()
+    after = effective_units(incoming_activity(into))
+    assert before > 7 and after < 3
+
+
+def test_effective_units_extremes():
+    assert effective_units(torch.ones(6)) == pytest.approx(6.0)
+    assert effective_units(torch.tensor([0.0, 3.0, 0.0])) == pytest.approx(1.0)
+    assert effective_units(torch.ones(6), alpha=2.0) == pytest.approx(6.0)
+
+
+def test_gradients_finite_with_dead_neuron(layers):
+    into, out_of = layers
+    layer_compactifier_loss(into, out_of, "cumulative", alpha=0.04).backward()
+    for p in (into.weight, into.bias, out_of.weight):
+        assert torch.isfinite(p.grad).all()
+
+
+def test_invalid_input(layers):
+    into, out_of = layers
+    with pytest.raises(ValueError, match="variant"):
+        layer_compactifier_loss(into, out_of, variant="left")
+    with pytest.raises(ValueError, match="do not chain"):
+        layer_compactifier_loss(into, nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="alpha"):
+        layer_compactifier_loss(into, out_of, alpha=-1.0)
+    with pytest.raises(TypeError, match="nn.Linear"):
+        incoming_activity(into.weight)
+    with pytest.raises(ValueError, match="all activities are zero"):
+        activity_entropy(torch.zeros(4))
+    with pytest.raises(ValueError, match="non-negative"):
+        activity_entropy(torch.tensor([1.0, -1.0]))
+    with pytest.raises(ValueError, match="1..2"):
+        compactifier_loss([into, out_of, nn.Linear(3, 3)], [0])
+    with pytest.raises(ValueError, match="2-D"):
+        incoming_activity((torch.ones(3), None))
