@@ -34,6 +34,20 @@ def _digamma(n: int) -> float:
     return float(torch.special.digamma(torch.tensor(float(n), dtype=torch.float64)))
 
 
+def _kth_neighbours(z: torch.Tensor, k: int, block: int = 2048) -> torch.Tensor:
+    """Index of each row's k-th nearest other row, searched in row blocks (memory O(block·N))."""
+    n = z.shape[0]
+    sq_norms = (z * z).sum(dim=1)
+    found = []
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))
+        sq_dist = sq_norms[rows, None] + sq_norms[None, :] - 2.0 * (z[rows] @ z.T)
+        local = torch.arange(rows.stop - rows.start, device=z.device)
+        sq_dist[local, local + start] = math.inf  # a point is not its own neighbour
+        found.append(torch.topk(sq_dist, k, dim=1, largest=False).indices[:, k - 1])
+    return torch.cat(found)
+
+
 def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) -> torch.Tensor:
     r"""Kozachenko–Leonenko estimate of the differential entropy of the rows of ``z`` (N × d).
 
@@ -60,11 +74,7 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
     if not torch.isfinite(z).all():
         raise ValueError("z contains NaN or infinite entries")
 
-    with torch.no_grad():
-        sq_norms = (z * z).sum(dim=1)
-        sq_dist = sq_norms[:, None] + sq_norms[None, :] - 2.0 * (z @ z.T)
-        sq_dist.fill_diagonal_(math.inf)
-        neighbours = torch.topk(sq_dist, k, dim=1, largest=False).indices[:, k - 1]
+    neighbours = _kth_neighbours(z.detach(), k)
     diff = z - z[neighbours]
     tiny = torch.finfo(z.dtype).tiny
     log_eps = 0.5 * torch.log((diff * diff).sum(dim=1).clamp_min(tiny))

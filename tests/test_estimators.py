@@ -102,3 +102,10 @@ def test_duplicate_rows_give_no_nan():
 def test_invalid_input(z, k, error, message):
     with pytest.raises(error, match=message):
         kozachenko_leonenko(z, k=k)
+
+
+def test_blockwise_search_matches_one_block():
+    from entropic_ae.estimators import _kth_neighbours
+
+    z = torch.randn(300, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    torch.testing.assert_close(_kth_neighbours(z, 2, block=64), _kth_neighbours(z, 2, block=4096))
