@@ -1,0 +1,202 @@
+"""Tests for the book's figures (entropic_ae.plotting), on tiny synthetic inputs."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from entropic_ae import plotting  # noqa: E402
+from entropic_ae.training import History  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def toy_decoder(latent_dim: int = 4, side: int = 6):
+    """Linear decoder to side×side images, so every unit visibly changes the picture."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(latent_dim, side * side, generator=g)
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(z @ w).reshape(z.shape[0], 1, side, side)
+
+    return decode
+
+
+def test_image_grid_layouts():
+    for imgs in (torch.rand(10, 1, 8, 8), np.random.rand(10, 8, 8), torch.rand(10, 64),
+                 torch.rand(5, 3, 8, 8)):
+        fig = plotting.image_grid(imgs, nrow=4)
+        assert isinstance(fig, Figure)
+        (ax,) = fig.axes
+        assert len(ax.images) == 1
+    arr = fig.axes[0].images[0].get_array()
+    assert arr.shape[-1] == 3  # RGB kept
+    fig = plotting.image_grid(torch.rand(10, 1, 8, 8), nrow=4)
+    h, w = fig.axes[0].images[0].get_array().shape
+    assert (h, w) == (3 * 10 + 2, 4 * 10 + 2)  # 3 rows × 4 columns with 2 px padding
+
+
+def test_image_grid_titles_and_existing_axes():
+    fig, axes = plt.subplots(1, 2)
+    out = plotting.image_grid(torch.rand(3, 1, 8, 8), titles=["a", "b", "c"], ax=axes[1])
+    assert out is fig
+    assert [t.get_text() for t in axes[1].texts] == ["a", "b", "c"]
+    assert len(axes[0].images) == 0 and len(axes[1].images) == 1
+
+
+@pytest.mark.parametrize(
+    ("images", "kwargs", "exc", "msg"),
+    [
+        (torch.rand(4, 2, 8, 8), {}, ValueError, "N×1×H×W"),
+        (torch.rand(4, 10), {}, ValueError, "perfect-square"),
+        (torch.rand(0, 1, 8, 8), {}, ValueError, "empty"),
+        (torch.full((2, 1, 4, 4), float("nan")), {}, ValueError, "NaN"),
+        ("images", {}, TypeError, "Tensor"),
+        (torch.rand(4, 1, 8, 8), {"nrow": 0}, ValueError, "nrow"),
+        (torch.rand(4, 1, 8, 8), {"titles": ["a"]}, ValueError, "titles"),
+        (torch.rand(4, 1, 8, 8), {"ax": "left"}, TypeError, "Axes"),
+    ],
+)
+def test_image_grid_bad_inputs(images, kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        plotting.image_grid(images, **kwargs)
+
+
+def test_reconstructions():
+    fig = plotting.reconstructions(torch.rand(12, 1, 8, 8), torch.rand(12, 64), n=5)
+    (ax,) = fig.axes
+    assert len(ax.images) == 1
+    assert ax.images[0].get_array().shape == (2 * 10 + 2, 5 * 10 + 2)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["original", "reconstruction"]
+    with pytest.raises(ValueError, match="image shapes"):
+        plotting.reconstructions(torch.rand(3, 1, 8, 8), torch.rand(3, 1, 6, 6))
+
+
+def test_latent_sweep_matches_decoder():
+    decode = toy_decoder()
+    fig = plotting.latent_sweep(decode, 4)
+    (ax,) = fig.axes
+    assert len(ax.images) == 1
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["-3", "-2", "-1", "0", "1", "2", "3"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2", "3"]
+    assert "zeros" in ax.get_title()
+    canvas = ax.images[0].get_array()
+    assert canvas.shape == (4 * 8 + 2, 7 * 8 + 2)
+    # tile (row 2, column 6) is decode(z) with z = 0 except z_2 = 3 (reference, slow path)
+    z = torch.zeros(1, 4)
+    z[0, 2] = 3.0
+    expect = decode(z)[0, 0].numpy()
+    tile = canvas[2 + 2 * 8 : 2 + 2 * 8 + 6, 2 + 6 * 8 : 2 + 6 * 8 + 6]
+    np.testing.assert_allclose(tile, expect, atol=1e-6)
+
+
+def test_latent_sweep_units_values_base():
+    decode = toy_decoder()
+    base = torch.tensor([0.5, -0.5, 0.1, 0.0])
+    fig = plotting.latent_sweep(decode, 4, units=[1, 3], values=[-1.0, 1.0], base=base,
+                                base_name="mean code")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "3"]
+    assert "mean code" in ax.get_title()
+    canvas = ax.images[0].get_array()
+    z = base.clone()[None]
+    z[0, 3] = -1.0
+    np.testing.assert_allclose(canvas[2 + 8 : 2 + 8 + 6, 2:8], decode(z)[0, 0].numpy(), atol=1e-6)
+    assert "given vector" in plotting.latent_sweep(decode, 4, base=base.numpy()).axes[0].get_title()
+    with pytest.raises(ValueError, match="outside"):
+        plotting.latent_sweep(decode, 4, units=[4])
+    with pytest.raises(ValueError, match="4 entries"):
+        plotting.latent_sweep(decode, 4, base=torch.zeros(3))
+    with pytest.raises(ValueError, match="base"):
+        plotting.latent_sweep(decode, 4, base="mean")
+    with pytest.raises(ValueError, match="latent_dim"):
+        plotting.latent_sweep(decode, 0)
+    with pytest.raises(TypeError, match="callable"):
+        plotting.latent_sweep(None, 4)
+
+
+def test_latent_sweep_with_mlp_autoencoder():
+    from entropic_ae.models import MLPAutoencoder
+
+    torch.manual_seed(0)
+    m = MLPAutoencoder([64, 16, 4, 4, 16, 64])
+    fig = plotting.latent_sweep(lambda h: m.decode_from(h, 2), 4)  # flat 64 -> 8×8
+    assert fig.axes[0].images[0].get_array().shape == (4 * 10 + 2, 7 * 10 + 2)
+
+
+def test_interactive_sweep_updates_image():
+    widgets = pytest.importorskip("ipywidgets")
+    decode = toy_decoder()
+    ui = plotting.interactive_sweep(decode, 4, units=[0, 2], base=torch.zeros(4))
+    assert isinstance(ui, widgets.Widget)
+    assert len(ui.sliders) == 2
+    assert [s.description for s in ui.sliders] == ["z[0]", "z[2]"]
+    assert all(isinstance(s, widgets.FloatSlider) for s in ui.sliders)
+    assert ui.sliders[0].min == -3 and ui.sliders[0].max == 3
+    before = ui.image.value
+    assert before[:8] == b"\x89PNG\r\n\x1a\n"
+    ui.sliders[1].value = 2.0
+    after = ui.image.value
+    assert after != before
+    ui.reset_button.click()
+    assert ui.sliders[1].value == 0.0 and ui.image.value == before
+    assert len(plotting.interactive_sweep(decode, 4).sliders) == 4
+    with pytest.raises(ValueError, match="value_range"):
+        plotting.interactive_sweep(decode, 4, value_range=(1, -1))
+
+
+def test_activity_bars():
+    act = torch.tensor([0.5, 0.001, 0.3, 0.0, 0.2])
+    fig = plotting.activity_bars(act, threshold=0.01)
+    (ax,) = fig.axes
+    bars = ax.patches
+    assert len(bars) == 5
+    grey = [tuple(b.get_facecolor()) == matplotlib.colors.to_rgba("0.75") for b in bars]
+    assert grey == [False, True, False, True, False]
+    assert "3/5 active" in ax.get_legend().get_texts()[0].get_text()
+    fig, ax = plt.subplots()
+    assert plotting.activity_bars(np.ones(3), ax=ax) is fig
+    with pytest.raises(ValueError, match="1-d"):
+        plotting.activity_bars(torch.ones(2, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        plotting.activity_bars(torch.tensor([1.0, float("nan")]))
+    with pytest.raises(ValueError, match="positive"):
+        plotting.activity_bars(act, logy=True)
+
+
+def test_training_curves():
+    hist = History(terms={"mse": [0.3, 0.2, 0.1], "ent": [2.0, 1.0, 0.5], "loss": [1, 2, 3]},
+                   weights={"mse": [1.0] * 3, "ent": [0.1] * 3}, epoch_seconds=[1.0] * 3)
+    fig = plotting.training_curves(hist, logy=True)
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.get_lines()] == ["mse", "ent", "loss"]
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), [1, 2, 3])
+    assert ax.get_yscale() == "log"
+    fig = plotting.training_curves(hist.to_dict(), terms=["mse"])
+    assert len(fig.axes[0].get_lines()) == 1
+    assert len(plotting.training_curves({"a": [1.0, 2.0]}).axes[0].get_lines()) == 1
+    with pytest.raises(ValueError, match="unknown terms"):
+        plotting.training_curves(hist, terms=["kl"])
+    with pytest.raises(ValueError, match="positive"):
+        plotting.training_curves({"a": [1.0, -1.0]}, logy=True)
+    with pytest.raises(TypeError, match="History"):
+        plotting.training_curves([1, 2, 3])
+
+
+def test_import_leaves_style_alone():
+    import importlib
+
+    before = dict(matplotlib.rcParams)
+    importlib.reload(plotting)
+    assert dict(matplotlib.rcParams) == before

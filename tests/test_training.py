@@ -1,0 +1,382 @@
+"""Tests for the training loop, schedules, checkpoints and evaluation (entropic_ae.training)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from entropic_ae.training import (
+    History,
+    checkpoint_path,
+    constant,
+    cosine,
+    default_device,
+    evaluate,
+    linear_warmup,
+    set_seed,
+    steps,
+    train,
+)
+
+
+class TinyAE(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Linear(64, 6)
+        self.dec = nn.Linear(6, 64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.relu(self.enc(x.reshape(x.shape[0], -1)))
+        return torch.sigmoid(self.dec(z)).reshape(x.shape)
+
+
+def make_model(seed: int = 0) -> TinyAE:
+    torch.manual_seed(seed)
+    return TinyAE()
+
+
+def loss_fn(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    recon = model(x)
+    # a noisy term exercises the global RNG, which resuming must restore too
+    noise = torch.randn(()) * 1e-3
+    return {
+        "mse": ((recon - x) ** 2).mean(),
+        "l1": sum(p.abs().sum() for p in model.parameters()) / 1000 + noise,
+    }
+
+
+@pytest.fixture(scope="module")
+def data() -> torch.Tensor:
+    g = torch.Generator().manual_seed(123)
+    return torch.rand(256, 1, 8, 8, generator=g)
+
+
+def run(data, epochs, **kw):
+    model = make_model(kw.pop("init", 0))
+    kw.setdefault("progress", False)
+    kw.setdefault("device", "cpu")
+    kw.setdefault("batch_size", 48)  # 256 = 5*48 + 16: exercises a short last batch
+    hist = train(model, loss_fn, data, epochs=epochs, **kw)
+    return model, hist
+
+
+# --- schedules -----------------------------------------------------------------------------------
+
+
+def test_schedules():
+    assert [constant(0.3)(e) for e in range(3)] == [0.3, 0.3, 0.3]
+    w = linear_warmup(1.0, 4)
+    assert [w(e) for e in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert linear_warmup(2.0, 0)(0) == 2.0
+    assert linear_warmup(1.0, 2, start=0.5)(1) == 0.75
+    c = cosine(1.0, 0.0, 4)
+    assert c(0) == 1.0 and c(4) == pytest.approx(0.0, abs=1e-12) and c(9) == c(4)
+    assert c(2) == pytest.approx(0.5)
+    s = steps({0: 0.0, 3: 1.0, 5: 0.1})
+    assert [s(e) for e in range(7)] == [0.0, 0.0, 0.0, 1.0, 1.0, 0.1, 0.1]
+    with pytest.raises(ValueError, match="finite"):
+        constant(float("nan"))
+    with pytest.raises(TypeError, match="number"):
+        constant("1")
+    with pytest.raises(ValueError, match=">= 0"):
+        linear_warmup(1.0, -1)
+    with pytest.raises(ValueError, match="first epoch key must be 0"):
+        steps({2: 1.0})
+
+
+def test_schedules_apply_per_epoch(data):
+    _, hist = run(data, 4, weights={"mse": 1.0, "l1": linear_warmup(0.6, 3)})
+    assert hist.weights["l1"] == pytest.approx([0.0, 0.2, 0.4, 0.6])
+    assert hist.weights["mse"] == [1.0] * 4
+
+
+# --- history -------------------------------------------------------------------------------------
+
+
+def test_history_complete_and_total_consistent(data):
+    _, hist = run(data, 3, weights={"mse": 0.7, "l1": 0.3})
+    assert hist.epochs == 3
+    assert set(hist.terms) == {"mse", "l1", "loss"}
+    assert set(hist.weights) == {"mse", "l1"}
+    assert all(len(v) == 3 for v in hist.terms.values())
+    assert len(hist.epoch_seconds) == 3
+    for e in range(3):
+        expect = sum(hist.weights[k][e] * hist.terms[k][e] for k in ("mse", "l1"))
+        assert hist.terms["loss"][e] == pytest.approx(expect, rel=1e-5)
+    # a term with weight 0 is logged but not optimised; missing weights default to 1
+    _, hist0 = run(data, 2, weights={"l1": 0.0})
+    assert hist0.weights == {"mse": [1.0, 1.0], "l1": [0.0, 0.0]}
+    assert hist0.terms["loss"] == pytest.approx(hist0.terms["mse"], rel=1e-6)
+
+
+def test_history_terms_are_sample_weighted_means(data):
+    """Epoch means of a term equal the mean over all samples (reference: one big batch)."""
+    def per_sample(model, x):
+        return {"mean_x": x.mean(), "mse": ((model(x) - x) ** 2).mean()}
+
+    model = make_model()
+    hist = train(model, per_sample, data, epochs=1, progress=False, device="cpu",
+                 batch_size=100, weights={"mean_x": 0.0})
+    assert hist.terms["mean_x"][0] == pytest.approx(data.mean().item(), rel=1e-6)
+
+
+def test_history_roundtrip_and_frame(data):
+    _, hist = run(data, 2)
+    again = History.from_dict(hist.to_dict())
+    assert again == hist
+    assert hist.last() == {k: v[-1] for k, v in hist.terms.items()}
+    with pytest.raises(ValueError, match="empty"):
+        History().last()
+    with pytest.raises(ValueError, match="History dict"):
+        History.from_dict({"terms": {}})
+    pd = pytest.importorskip("pandas")
+    frame = hist.as_frame()
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.index) == [1, 2]
+    assert {"mse", "l1", "loss", "w_mse", "w_l1", "seconds"} <= set(frame.columns)
+
+
+# --- determinism and checkpoints -----------------------------------------------------------------
+
+
+def _assert_same(m1: nn.Module, m2: nn.Module) -> None:
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    assert s1.keys() == s2.keys()
+    for k in s1:
+        assert torch.equal(s1[k], s2[k]), k
+
+
+def test_same_seed_same_result_and_seed_matters(data):
+    m1, h1 = run(data, 2)
+    m2, h2 = run(data, 2)
+    _assert_same(m1, m2)
+    assert h1.terms == h2.terms
+    m3, _ = run(data, 2, seed=1)
+    assert not torch.equal(m1.enc.weight, m3.enc.weight)
+
+
+def test_resume_is_bit_identical(data, tmp_path):
+    weights = {"l1": linear_warmup(0.5, 3)}
+    straight, h_straight = run(data, 4, weights=weights)
+
+    ckpt = tmp_path / "run.pt"
+    # "interrupted": the process dies after epoch 2 (the checkpoint was written before)
+    class Interrupt(Exception):
+        pass
+
+    def die_after_two(epoch, history):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(data, 4, weights=weights, checkpoint=ckpt, callback=die_after_two)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    torch.randn(100)  # the global RNG moves on in the meantime
+    # resume with a freshly (differently) initialised model
+    resumed, h_resumed = run(data, 4, weights=weights, checkpoint=ckpt, init=99)
+    _assert_same(straight, resumed)
+    assert h_resumed.terms == h_straight.terms
+    assert h_resumed.weights == h_straight.weights
+    assert h_resumed.epochs == 4
+
+
+def test_resume_to_train_longer(data, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    run(data, 2, checkpoint=ckpt)
+    longer, h = run(data, 3, checkpoint=ckpt, init=5)
+    straight, h3 = run(data, 3)
+    _assert_same(longer, straight)
+    assert h.terms == h3.terms
+
+
+def test_finished_checkpoint_loads_without_training(data, tmp_path, capsys):
+    ckpt = tmp_path / "done.pt"
+    trained, hist = run(data, 2, checkpoint=ckpt)
+    after_training = torch.rand(3)
+    calls = []
+
+    def counting_loss(model, x):
+        calls.append(1)
+        return loss_fn(model, x)
+
+    fresh = make_model(7)
+    torch.rand(10)
+    again = train(fresh, counting_loss, data, epochs=2, checkpoint=ckpt, progress=True,
+                  device="cpu", batch_size=48, desc="cached")
+    assert calls == []
+    # global RNG as after the training run: later cells draw the same numbers either way
+    assert torch.equal(torch.rand(3), after_training)
+    # the same completed progress bar as a run that trains
+    assert "cached: 100%" in capsys.readouterr().err
+    assert again == hist
+    _assert_same(fresh, trained)
+    assert not fresh.training
+    with pytest.warns(UserWarning, match="more than"):
+        train(make_model(), loss_fn, data, epochs=1, checkpoint=ckpt, progress=False,
+              device="cpu", batch_size=48)
+
+
+def test_checkpoint_mismatch_raises(data, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    run(data, 1, checkpoint=ckpt)
+
+    class Wider(TinyAE):
+        def __init__(self):
+            super().__init__()
+            self.enc, self.dec = nn.Linear(64, 7), nn.Linear(7, 64)
+
+    with pytest.raises(ValueError, match="different model architecture"):
+        train(Wider(), loss_fn, data, epochs=2, checkpoint=ckpt, progress=False, device="cpu",
+              batch_size=48)
+    with pytest.raises(ValueError, match="batch_size"):
+        run(data, 2, checkpoint=ckpt, batch_size=32)
+    with pytest.raises(ValueError, match="data"):
+        run(data[:200], 2, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="optimizer"):
+        run(data, 2, checkpoint=ckpt, lr=1e-2)
+    with pytest.raises(ValueError, match="weight"):
+        run(data, 2, checkpoint=ckpt, weights={"l1": 0.5})
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="could not read"):
+        run(data, 1, checkpoint=bad)
+
+
+def test_checkpoint_written_atomically(data, tmp_path):
+    ckpt = tmp_path / "sub" / "run.pt"
+    run(data, 1, checkpoint=ckpt)
+    assert [p.name for p in ckpt.parent.iterdir()] == ["run.pt"]
+
+
+def test_checkpoint_path():
+    a = checkpoint_path("results", "mlp", lam=0.3, limit=None)
+    assert a == checkpoint_path("results", "mlp", limit=None, lam=0.3)
+    assert a != checkpoint_path("results", "mlp", lam=0.4, limit=None)
+    assert a.parent.name == "results" and a.name.startswith("mlp-") and a.suffix == ".pt"
+    with pytest.raises(ValueError, match="name"):
+        checkpoint_path("results", "")
+
+
+# --- other behaviour -----------------------------------------------------------------------------
+
+
+def test_progress_bar_shown_and_silenced(data, capsys):
+    run(data, 2, progress=True, desc="tiny run")
+    err = capsys.readouterr().err
+    assert "tiny run" in err and "2/2" in err and "mse=" in err
+    run(data, 2, progress=False)
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_nan_term_raises(data):
+    def nan_loss(model, x):
+        t = loss_fn(model, x)
+        t["bad"] = torch.log(torch.tensor(-1.0))
+        return t
+
+    with pytest.raises(FloatingPointError, match=r"epoch 0.*bad=nan"):
+        train(make_model(), nan_loss, data, epochs=2, progress=False, device="cpu",
+              weights={"bad": 0.0})
+
+
+def test_model_in_eval_mode_and_dataset_input(data):
+    ds = TensorDataset(data, torch.zeros(len(data), dtype=torch.long))
+    m1, h1 = run(ds, 2)
+    m2, h2 = run(data, 2)
+    assert not m1.training
+    _assert_same(m1, m2)  # a TensorDataset is read as its first tensor
+
+    class PairDataset(Dataset):
+        def __len__(self):
+            return len(data)
+
+        def __getitem__(self, i):
+            return data[i], i
+
+    m3, h3 = run(PairDataset(), 2)
+    _assert_same(m1, m3)  # same permutations, same batches -> same result
+    assert h3.terms == h1.terms
+
+
+def test_callback_can_stop_early(data):
+    seen = []
+
+    def cb(epoch, history):
+        seen.append((epoch, history.epochs))
+        return epoch == 1
+
+    _, hist = run(data, 5, callback=cb)
+    assert seen == [(0, 1), (1, 2)] and hist.epochs == 2
+
+
+def test_custom_optimizer(data):
+    _, hist = run(data, 2, optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    assert hist.epochs == 2
+    with pytest.raises(TypeError, match="Optimizer"):
+        run(data, 1, optimizer=lambda p: None)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "msg"),
+    [
+        ({"epochs": -1}, ValueError, "epochs"),
+        ({"epochs": 1.5}, TypeError, "epochs"),
+        ({"epochs": 1, "batch_size": 0}, ValueError, "batch_size"),
+        ({"epochs": 1, "weights": {"mse": float("inf")}}, ValueError, "finite"),
+        ({"epochs": 1, "weights": {"typo": 1.0}}, ValueError, "typo"),
+        ({"epochs": 1, "weights": {"loss": 1.0}}, ValueError, "loss"),
+        ({"epochs": 1, "weights": {"mse": 0.0, "l1": 0.0}}, ValueError, "weight 0"),
+        ({"epochs": 1, "weights": [1.0]}, TypeError, "mapping"),
+        ({"epochs": 1, "seed": "0"}, TypeError, "seed"),
+        ({"epochs": 1, "device": "tpu"}, ValueError, "device"),
+    ],
+)
+def test_bad_arguments(data, kwargs, exc, msg):
+    kwargs.setdefault("progress", False)
+    with pytest.raises(exc, match=msg):
+        train(make_model(), loss_fn, data, **kwargs)
+
+
+def test_bad_loss_fn_and_data(data):
+    with pytest.raises(TypeError, match="mapping"):
+        train(make_model(), lambda m, x: ((m(x) - x) ** 2).mean(), data, epochs=1,
+              progress=False)
+    with pytest.raises(TypeError, match="scalar"):
+        train(make_model(), lambda m, x: {"v": m(x) - x}, data, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="Tensor"):
+        train(make_model(), loss_fn, [1, 2, 3], epochs=1, progress=False)
+    with pytest.raises(ValueError, match="at least one"):
+        train(make_model(), loss_fn, data[:0], epochs=1, progress=False)
+
+
+def test_evaluate(data):
+    model, _ = run(data, 1)
+    model.train()
+    res = evaluate(model, loss_fn, data, batch_size=100, weights={"l1": 0.5})
+    assert not model.training
+    with torch.no_grad():
+        mse = ((model(data) - data) ** 2).mean().item()
+    assert res["mse"] == pytest.approx(mse, rel=1e-5)
+    assert res["loss"] == pytest.approx(res["mse"] + 0.5 * res["l1"], rel=1e-6)
+    # seeded: reproducible and the global RNG is left alone
+    state = torch.get_rng_state()
+    assert evaluate(model, loss_fn, data) == evaluate(model, loss_fn, data)
+    assert torch.equal(state, torch.get_rng_state())
+    assert evaluate(model, loss_fn, TensorDataset(data))["mse"] == pytest.approx(mse, rel=1e-5)
+    with pytest.raises(TypeError, match="schedule"):
+        evaluate(model, loss_fn, data, weights={"l1": linear_warmup(1.0, 2)})
+
+
+def test_seed_and_device_helpers():
+    set_seed(3)
+    a = torch.rand(3)
+    set_seed(3)
+    assert torch.equal(a, torch.rand(3))
+    assert default_device("cpu") == torch.device("cpu")
+    assert default_device("auto").type in {"cpu", "cuda", "mps"}
+    assert math.isfinite(torch.rand(()).item())
