@@ -54,7 +54,8 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
     :math:`\hat H = \psi(N) - \psi(k) + \log V_d + \frac{d}{N}\sum_i \log\varepsilon_i`
     (nats; ``base=2`` gives bits). Neighbours are found without gradient from all pairwise
     distances (in float64) with the diagonal masked by :math:`+\infty`; each
-    :math:`\varepsilon_i` is then recomputed exactly as :math:`\lVert z_i - z_{\mathrm{nn}_k(i)}\rVert` so gradients flow.
+    :math:`\varepsilon_i` is then recomputed exactly as
+    :math:`\lVert z_i - z_{\mathrm{nn}_k(i)}\rVert` so gradients flow.
     Distances are floored at the dtype's smallest normal number, so duplicate rows give a very
     low but finite estimate and finite gradients, never NaN.
     """
