@@ -26,3 +26,344 @@ def active_units(codes: torch.Tensor, threshold: float = 0.01) -> int:
     if not torch.isfinite(codes).all():
         raise ValueError("codes contain NaN or infinite entries")
     return int((codes.var(dim=0, unbiased=False) > threshold).sum())
+
+
+# --- Generative quality: Fréchet distance, Gaussianity of codes, reconstruction error ---
+#
+# (entropic autoencoder chapter.) Imports of this section live here so that the section can be
+# read on its own.
+
+import hashlib  # noqa: E402
+import math  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from torch import nn  # noqa: E402
+
+__all__ += [
+    "LeNetFeatures",
+    "code_moments",
+    "feature_network",
+    "frechet_distance",
+    "frechet_distance_images",
+    "gaussian_frechet_distance",
+    "gaussianity",
+    "image_features",
+    "kl_to_standard_normal",
+    "reconstruction_mse",
+]
+
+
+def _as_float64_features(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().to(torch.float64).numpy()
+    elif not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array of shape (N, F), "
+                        f"got {type(x).__name__}")
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, F), got {x.shape}")
+    if x.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 rows to estimate a covariance, got {x.shape[0]}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contain NaN or infinite entries")
+    return x
+
+
+def _psd_sqrt(a: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD matrix (negative rounding noise clipped)."""
+    vals, vecs = np.linalg.eigh((a + a.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
+
+
+def gaussian_frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
+                              sigma2: np.ndarray) -> float:
+    r"""Fréchet (2-Wasserstein) distance² between :math:`\mathcal N(\mu_1, \Sigma_1)` and
+    :math:`\mathcal N(\mu_2, \Sigma_2)`:
+    :math:`\lVert\mu_1-\mu_2\rVert^2 + \operatorname{tr}(\Sigma_1 + \Sigma_2
+    - 2(\Sigma_1\Sigma_2)^{1/2})`.
+
+    The trace of :math:`(\Sigma_1\Sigma_2)^{1/2}` is computed as
+    :math:`\sum_i \sqrt{\lambda_i}` over the eigenvalues of the symmetric PSD matrix
+    :math:`\Sigma_1^{1/2}\Sigma_2\Sigma_1^{1/2}` (same spectrum as :math:`\Sigma_1\Sigma_2`), in
+    float64, so no complex parts arise; tiny negative eigenvalues from rounding are clipped to 0.
+    """
+    mu1, mu2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
+    s1, s2 = np.asarray(sigma1, dtype=np.float64), np.asarray(sigma2, dtype=np.float64)
+    f = mu1.shape[0]
+    if mu1.shape != (f,) or mu2.shape != (f,) or s1.shape != (f, f) or s2.shape != (f, f):
+        raise ValueError(f"need means (F,) and covariances (F, F) of one size; got "
+                         f"{mu1.shape}, {s1.shape}, {mu2.shape}, {s2.shape}")
+    for arr in (mu1, mu2, s1, s2):
+        if not np.isfinite(arr).all():
+            raise ValueError("means and covariances must be finite")
+    root1 = _psd_sqrt(s1)
+    middle = root1 @ s2 @ root1
+    vals = np.linalg.eigvalsh((middle + middle.T) / 2)
+    tr_cross = float(np.sqrt(np.clip(vals, 0.0, None)).sum())
+    diff = mu1 - mu2
+    value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_cross)
+    return max(value, 0.0)
+
+
+def frechet_distance(x_features: torch.Tensor | np.ndarray,
+                     y_features: torch.Tensor | np.ndarray) -> float:
+    r"""Fréchet distance between two sets of feature vectors (N × F and M × F):
+    :math:`\lVert\mu_x-\mu_y\rVert^2 + \operatorname{tr}(\Sigma_x + \Sigma_y
+    - 2(\Sigma_x\Sigma_y)^{1/2})` with sample means and (unbiased) covariances, in float64.
+
+    With Inception-v3 pool features this is the FID (Heusel et al. 2017); the book uses the
+    features of a small digit classifier, see :func:`feature_network`.
+    """
+    x = _as_float64_features(x_features, "x_features")
+    y = _as_float64_features(y_features, "y_features")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+    return gaussian_frechet_distance(x.mean(0), np.cov(x, rowvar=False, ddof=1).reshape(
+        x.shape[1], x.shape[1]), y.mean(0), np.cov(y, rowvar=False, ddof=1).reshape(
+        y.shape[1], y.shape[1]))
+
+
+FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def image_features(images: torch.Tensor, feature_extractor: FeatureExtractor,
+                   batch_size: int = 500) -> torch.Tensor:
+    """``feature_extractor(images)`` batch by batch, without gradients, as float32 on the CPU.
+
+    A ``nn.Module`` extractor is run in eval mode on its own device (and its mode restored).
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError("images must be a torch.Tensor of shape (N, C, H, W)")
+    if not callable(feature_extractor):
+        raise TypeError("feature_extractor must be callable: images (N, C, H, W) -> (N, F)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    device = None
+    was_training = False
+    if isinstance(feature_extractor, nn.Module):
+        first = next(feature_extractor.parameters(), None)
+        device = first.device if first is not None else None
+        was_training = feature_extractor.training
+        feature_extractor.eval()
+    try:
+        out = []
+        for i in range(0, len(images), batch_size):
+            xb = images[i:i + batch_size]
+            feats = feature_extractor(xb.to(device) if device is not None else xb)
+            out.append(torch.as_tensor(feats).reshape(len(xb), -1).float().cpu())
+    finally:
+        if isinstance(feature_extractor, nn.Module):
+            feature_extractor.train(was_training)
+    return torch.cat(out)
+
+
+def frechet_distance_images(generated: torch.Tensor, reference: torch.Tensor,
+                            feature_extractor: FeatureExtractor, batch_size: int = 500) -> float:
+    """Fréchet distance between images in the feature space of ``feature_extractor``.
+
+    ``generated`` and ``reference`` are images (N, C, H, W); ``reference`` may also be features
+    (M, F) computed once with :func:`image_features`. Any extractor works, e.g. this module's
+    :class:`LeNetFeatures` for grey digits, or for the standard FID on CIFAR-10/CelebA
+    Inception-v3's 2048-d pool features (``torchmetrics``'
+    ``FrechetInceptionDistance`` wraps them; it needs the Inception weights, which must be
+    downloaded).
+    """
+    gen = image_features(generated, feature_extractor, batch_size)
+    if isinstance(reference, torch.Tensor) and reference.dim() == 2:
+        ref = reference
+    else:
+        ref = image_features(reference, feature_extractor, batch_size)
+    return frechet_distance(gen, ref)
+
+
+class LeNetFeatures(nn.Module):
+    """Small LeNet-style classifier for 1 × 28 × 28 images; its features define the Fréchet
+    distance of the book.
+
+    conv 5×5 (16) → ReLU → max-pool 2 → conv 5×5 (32) → ReLU → max-pool 2 → linear 512 → 128
+    → ReLU (the features) → linear 128 → 10 (the logits). ``forward`` returns the 128-d
+    features, ``classify`` the logits.
+    """
+
+    feature_dim = 128
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * 4 * 4, self.feature_dim), nn.ReLU())
+        self.head = nn.Linear(self.feature_dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError(f"LeNetFeatures expects images (N, 1, 28, 28), got {tuple(x.shape)}")
+        return self.body(x)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward(x))
+
+
+def _train_lenet(images: torch.Tensor, labels: torch.Tensor, epochs: int, seed: int,
+                 batch_size: int = 64, lr: float = 2e-3) -> LeNetFeatures:
+    """Adam on cross-entropy, CPU, private RNG state: the same weights for the same inputs."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = LeNetFeatures()
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        gen = torch.Generator().manual_seed(seed)
+        net.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(images), generator=gen)
+            for i in range(0, len(images), batch_size):
+                idx = order[i:i + batch_size]
+                loss = nn.functional.cross_entropy(net.classify(images[idx]), labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def _accuracy(net: LeNetFeatures, images: torch.Tensor, labels: torch.Tensor) -> float:
+    correct = 0
+    for i in range(0, len(images), 1000):
+        correct += int((net.classify(images[i:i + 1000]).argmax(1) == labels[i:i + 1000]).sum())
+    return correct / len(images)
+
+
+def feature_network(dataset: str = "mnist", root: str | Path | None = None,
+                    cache_dir: str | Path | None = None, epochs: int = 2,
+                    limit: int | None = None, seed: int = 0,
+                    progress: bool = True) -> tuple[LeNetFeatures, float]:
+    """The feature network for ``dataset`` ("mnist" or "fashion-mnist") and its test accuracy.
+
+    Trained once on the CPU (``epochs`` of Adam at learning rate 0.002, batch 64, on the first
+    ``limit`` training images, seeded with ``seed``) and cached as
+    ``<cache_dir>/lenet-<dataset>-<hash of the settings>.pt``; later calls load it. The default
+    ``cache_dir`` is ``<data root>/feature_nets`` (see :func:`entropic_ae.data.default_data_root`).
+    The accuracy is measured on the full test split.
+    """
+    from entropic_ae.data import default_data_root, load_images
+
+    if dataset not in ("mnist", "fashion-mnist"):
+        raise ValueError(f"the LeNet feature network is for 'mnist' or 'fashion-mnist', got "
+                         f"{dataset!r}; for colour images pass another feature extractor")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if cache_dir is None:
+        cache_dir = (Path(root) if root is not None else default_data_root()) / "feature_nets"
+    config = repr(sorted({"dataset": dataset, "epochs": epochs, "limit": limit, "seed": seed,
+                          "arch": "lenet-16-32-128", "batch": 64, "lr": 2e-3}.items()))
+    path = Path(cache_dir) / f"lenet-{dataset}-{hashlib.sha1(config.encode()).hexdigest()[:10]}.pt"
+    net = LeNetFeatures()
+    if path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["model"])
+        return net.eval(), float(state["test_accuracy"])
+    images, labels = load_images(dataset, "train", root=root, limit=limit)
+    if progress:
+        print(f"training the {dataset} feature network ({epochs} epochs on {len(images)} images)")
+    net = _train_lenet(images, labels, epochs, seed)
+    test_images, test_labels = load_images(dataset, "test", root=root)
+    acc = _accuracy(net, test_images, test_labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": net.state_dict(), "test_accuracy": acc, "config": config}, tmp)
+    tmp.replace(path)
+    return net, acc
+
+
+def _as_code_matrix(codes: torch.Tensor) -> torch.Tensor:
+    if not isinstance(codes, torch.Tensor):
+        raise TypeError(f"codes must be a torch.Tensor of shape (N, d), got {type(codes).__name__}")
+    if codes.dim() != 2 or codes.shape[0] < 3:
+        raise ValueError(f"codes must have shape (N >= 3, d), got {tuple(codes.shape)}")
+    codes = codes.detach().cpu().to(torch.float64)
+    if not torch.isfinite(codes).all():
+        raise ValueError("codes contain NaN or infinite entries")
+    return codes
+
+
+def kl_to_standard_normal(codes: torch.Tensor, n: int = 2000, seed: int = 0, k: int = 1) -> float:
+    r"""Estimated :math:`\mathrm{KL}(q \,\Vert\, \mathcal N(0, I_d))` of the code distribution
+    :math:`q` from a sample of its codes (N × d):
+
+    .. math:: \mathrm{KL} = -H(q) + \mathbb E_q[\tfrac12\lVert z\rVert^2] + \tfrac d2\log 2\pi,
+
+    with :math:`H` the Kozachenko–Leonenko estimate (k-th neighbour) on ``n`` codes drawn
+    without replacement (seeded) and the expectation their mean, in float64. The estimator is
+    biased at finite ``n``; compare with the value for a true normal sample of the same size
+    (:func:`gaussianity` reports it).
+    """
+    from entropic_ae.estimators import kozachenko_leonenko
+
+    z = _as_code_matrix(codes)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 3:
+        raise ValueError(f"n must be an int >= 3, got {n!r}")
+    if len(z) > n:
+        idx = torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))[:n]
+        z = z[idx]
+    d = z.shape[1]
+    h = float(kozachenko_leonenko(z, k=k))
+    return -h + 0.5 * float((z * z).sum(1).mean()) + 0.5 * d * math.log(2 * math.pi)
+
+
+def code_moments(codes: torch.Tensor) -> dict[str, np.ndarray]:
+    r"""Per-dimension mean, variance, skewness :math:`E[(z-\mu)^3]/\sigma^3` and excess
+    kurtosis :math:`E[(z-\mu)^4]/\sigma^4 - 3` (population moments, float64); all four are
+    0, 1, 0, 0 for :math:`\mathcal N(0, I)`."""
+    z = _as_code_matrix(codes)
+    mean = z.mean(0)
+    c = z - mean
+    var = (c * c).mean(0)
+    std = var.clamp_min(torch.finfo(torch.float64).tiny).sqrt()
+    skew = (c ** 3).mean(0) / std ** 3
+    kurt = (c ** 4).mean(0) / std ** 4 - 3.0
+    return {"mean": mean.numpy(), "var": var.numpy(), "skew": skew.numpy(),
+            "excess_kurtosis": kurt.numpy()}
+
+
+def gaussianity(codes: torch.Tensor, n: int = 2000, seed: int = 0, k: int = 1) -> dict[str, float]:
+    """How close codes are to :math:`\\mathcal N(0, I)`: a summary for a results table.
+
+    ``kl_to_normal`` (:func:`kl_to_standard_normal`), ``kl_reference`` (the same estimate for
+    ``min(n, N)`` draws of an exact standard normal: the estimator's floor), and the mean over
+    dimensions of |mean|, variance, |skewness| and |excess kurtosis| (:func:`code_moments`).
+    """
+    z = _as_code_matrix(codes)
+    m = min(n, len(z))
+    ref = torch.randn(m, z.shape[1], generator=torch.Generator().manual_seed(seed + 1),
+                      dtype=torch.float64)
+    mom = code_moments(z)
+    return {
+        "kl_to_normal": kl_to_standard_normal(z, n=n, seed=seed, k=k),
+        "kl_reference": kl_to_standard_normal(ref, n=n, seed=seed, k=k),
+        "abs_mean": float(np.abs(mom["mean"]).mean()),
+        "var": float(mom["var"].mean()),
+        "abs_skew": float(np.abs(mom["skew"]).mean()),
+        "abs_excess_kurtosis": float(np.abs(mom["excess_kurtosis"]).mean()),
+    }
+
+
+@torch.no_grad()
+def reconstruction_mse(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> float:
+    r"""Mean squared error per pixel, :math:`\frac{1}{N\,CHW}\sum_i\lVert \hat x_i - x_i\rVert^2`,
+    of ``model(images)`` in eval mode (the mode is restored)."""
+    if not isinstance(images, torch.Tensor) or images.dim() < 2 or len(images) == 0:
+        raise ValueError("images must be a non-empty torch.Tensor (N, ...)")
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    try:
+        for i in range(0, len(images), batch_size):
+            xb = images[i:i + batch_size].to(device)
+            total += float((model(xb) - xb).double().pow(2).sum())
+    finally:
+        model.train(was_training)
+    return total / images.numel()

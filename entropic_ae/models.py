@@ -372,3 +372,377 @@ def prune(
         reasons=reasons,
     )
     return pruned, report
+
+
+# --- Convolutional autoencoders (entropic autoencoder chapter) ---
+#
+# The backbone of Ghosh, Rashwan & Poupart (2020), which follows Tolstikhin et al. (2017) and
+# Ghosh et al. (2019): four stride-2 convolutions (4×4 kernels; 5×5 for 64×64 images) with
+# 128, 256, 512, 1024 channels, each followed by batch norm and ReLU, then a linear map to the
+# code. The decoder maps the code linearly to a 1024-channel spatial map (7×7 for 28×28
+# images, 8×8 otherwise), upsamples it with stride-2 transposed convolutions (512, 256; and
+# 128 for 64×64), and ends with a stride-1 convolution to the image channels and a sigmoid.
+# Convolutions pad like TensorFlow's "same" (output size ceil(input / stride)), so the encoder
+# maps 28 → 14 → 7 → 4 → 2, 32 → 16 → 8 → 4 → 2 and 64 → 32 → 16 → 8 → 4.
+# ``width`` multiplies every channel count (width=1 is the paper's network).
+
+from collections.abc import Callable  # noqa: E402
+
+from entropic_ae.estimators import kozachenko_leonenko  # noqa: E402
+
+__all__ += [
+    "CONV_DEFAULT_WEIGHTS",
+    "CONV_MODEL_NAMES",
+    "ConvArchitecture",
+    "ConvAutoencoder",
+    "ConvDecoder",
+    "ConvEncoder",
+    "ConvGenerativeModel",
+    "ConvVAE",
+    "build_conv_model",
+    "conv_architecture",
+    "decoder_jacobian_penalty",
+    "eae_loss",
+    "imq_mmd",
+    "reconstruction_error",
+]
+
+CONV_MODEL_NAMES = ("AE", "AE-L2", "EAE", "VAE", "WAE-MMD", "RAE-L2", "RAE-GP")
+
+
+@dataclass(frozen=True)
+class ConvArchitecture:
+    """Channel counts and kernel of the paper's backbone for one image size (see above)."""
+
+    image_size: int
+    kernel: int
+    encoder_channels: tuple[int, ...]
+    decoder_channels: tuple[int, ...]  # first entry: the channels of the linear layer's map
+    decoder_start: int  # side of the spatial map the decoder's linear layer produces
+
+
+def conv_architecture(image_size: int, width: float = 1.0) -> ConvArchitecture:
+    """The paper's channel layout for 28×28, 32×32 or 64×64 images, scaled by ``width``.
+
+    28 and 32: 4×4 kernels, encoder [128, 256, 512, 1024], decoder 1024 → [512, 256];
+    64: 5×5 kernels, decoder 1024 → [512, 256, 128]. Each count becomes
+    ``max(1, round(width · count))``.
+    """
+    if isinstance(image_size, bool) or image_size not in (28, 32, 64):
+        raise ValueError(f"image_size must be 28, 32 or 64 (MNIST, CIFAR-10, CelebA), "
+                         f"got {image_size!r}")
+    if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
+        raise ValueError(f"width must be a positive number, got {width!r}")
+
+    def scale(channels: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(max(1, round(width * c)) for c in channels)
+
+    if image_size == 64:
+        return ConvArchitecture(64, 5, scale((128, 256, 512, 1024)),
+                                scale((1024, 512, 256, 128)), 8)
+    start = 7 if image_size == 28 else 8
+    return ConvArchitecture(image_size, 4, scale((128, 256, 512, 1024)),
+                            scale((1024, 512, 256)), start)
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "same" padding: output ceil(size / stride); the extra pixel goes after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class ConvEncoder(nn.Module):
+    """Four stride-2 conv → BN → ReLU blocks, flatten, linear map to ``out_features``."""
+
+    def __init__(self, in_channels: int, arch: ConvArchitecture, out_features: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        size, channels = arch.image_size, in_channels
+        for out_ch in arch.encoder_channels:
+            before, after = _same_padding(size, arch.kernel, 2)
+            layers += [nn.ZeroPad2d((before, after, before, after)),
+                       nn.Conv2d(channels, out_ch, arch.kernel, stride=2, bias=False),
+                       nn.BatchNorm2d(out_ch), nn.ReLU()]
+            size, channels = -(-size // 2), out_ch
+        self.features = nn.Sequential(*layers)
+        self.feature_shape = (channels, size, size)
+        self.linear = nn.Linear(channels * size * size, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """Linear map to a spatial map (BN, ReLU), stride-2 transposed convs (BN, ReLU), and a
+    stride-1 "same" convolution to the image channels followed by a sigmoid."""
+
+    def __init__(self, latent_dim: int, arch: ConvArchitecture, out_channels: int) -> None:
+        super().__init__()
+        first, *rest = arch.decoder_channels
+        s = arch.decoder_start
+        self.start_shape = (first, s, s)
+        self.linear = nn.Sequential(nn.Linear(latent_dim, first * s * s, bias=False),
+                                    nn.BatchNorm1d(first * s * s), nn.ReLU())
+        # stride-2 transposed convs that exactly double the side: k=4, p=1; k=5, p=2, op=1.
+        pad, out_pad = (1, 0) if arch.kernel == 4 else (2, 1)
+        layers: list[nn.Module] = []
+        channels = first
+        for out_ch in rest:
+            layers += [nn.ConvTranspose2d(channels, out_ch, arch.kernel, stride=2, padding=pad,
+                                          output_padding=out_pad, bias=False),
+                       nn.BatchNorm2d(out_ch), nn.ReLU()]
+            channels = out_ch
+        before, after = _same_padding(arch.image_size, arch.kernel, 1)
+        layers += [nn.ZeroPad2d((before, after, before, after)),
+                   nn.Conv2d(channels, out_channels, arch.kernel), nn.Sigmoid()]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.linear(z).view(-1, *self.start_shape))
+
+
+def _check_image_shape(image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    if (not isinstance(image_shape, tuple | list) or len(image_shape) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in image_shape)):
+        raise TypeError(f"image_shape must be a tuple (C, H, W) of ints, got {image_shape!r}")
+    c, h, w = image_shape
+    if c < 1 or h != w:
+        raise ValueError(f"image_shape must be (C, S, S) with square images, got {image_shape}")
+    return int(c), int(h), int(w)
+
+
+class ConvAutoencoder(nn.Module):
+    """Deterministic convolutional autoencoder on the paper's backbone.
+
+    ``bottleneck_norm=True`` puts a batch norm *without* affine parameters after the encoder,
+    :math:`z_j = (h_j - \\hat\\mu_j) / \\sqrt{\\hat\\sigma_j^2 + \\epsilon}`, so the codes of a
+    training batch have mean 0 and variance 1 in every dimension (AE, AE-L2, EAE). The RAE
+    variants use ``bottleneck_norm=False``.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 16,
+                 width: float = 1.0, bottleneck_norm: bool = True) -> None:
+        super().__init__()
+        c, s, _ = _check_image_shape(image_shape)
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}")
+        self.image_shape = (c, s, s)
+        self.latent_dim = latent_dim
+        self.arch = conv_architecture(s, width)
+        self.encoder = ConvEncoder(c, self.arch, self._encoder_outputs())
+        self.bottleneck = (nn.BatchNorm1d(latent_dim, affine=False) if bottleneck_norm
+                           else nn.Identity())
+        self.decoder = ConvDecoder(latent_dim, self.arch, c)
+
+    def _encoder_outputs(self) -> int:
+        return self.latent_dim
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if (not isinstance(x, torch.Tensor) or x.dim() != 4
+                or tuple(x.shape[1:]) != self.image_shape):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            c, h, w = self.image_shape
+            raise ValueError(f"expected images of shape (N, {c}, {h}, {w}), got {got}")
+
+    def encode(self, x: torch.Tensor, pre_norm: bool = False) -> torch.Tensor:
+        """Codes of ``x``; ``pre_norm=True`` gives the encoder output before the batch norm."""
+        self._check_input(x)
+        h = self.encoder(x)
+        return h if pre_norm else self.bottleneck(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [0, 1] from codes (N, latent_dim)."""
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"codes must have shape (N, {self.latent_dim})")
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class ConvVAE(ConvAutoencoder):
+    """VAE on the same backbone: the encoder's linear layer outputs :math:`(\\mu, \\log\\sigma^2)`
+    and the code is :math:`z = \\mu + \\sigma\\odot\\varepsilon` during training. ``encode``
+    returns the posterior mean (used for reconstructions and for fitting the mixture)."""
+
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 16,
+                 width: float = 1.0) -> None:
+        super().__init__(image_shape, latent_dim, width, bottleneck_norm=False)
+
+    def _encoder_outputs(self) -> int:
+        return 2 * self.latent_dim
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of :math:`q(z \\mid x)`."""
+        self._check_input(x)
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def encode(self, x: torch.Tensor, pre_norm: bool = False) -> torch.Tensor:
+        return self.posterior(x)[0]
+
+
+def reconstruction_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    r"""Squared error summed over an image's pixels, averaged over the batch:
+    :math:`\frac1B\sum_i \lVert \hat x_i - x_i\rVert^2`."""
+    return (x_hat - x).pow(2).flatten(1).sum(dim=1).mean()
+
+
+def _squared_weights(module: nn.Module) -> torch.Tensor:
+    """:math:`\\sum \\lVert W\\rVert^2` over the weights of conv and linear layers (no biases,
+    no batch-norm parameters)."""
+    terms = [m.weight.pow(2).sum() for m in module.modules()
+             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)]
+    return torch.stack(terms).sum()
+
+
+def imq_mmd(z: torch.Tensor, y: torch.Tensor,
+            scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)) -> torch.Tensor:
+    r"""Unbiased estimate of :math:`\mathrm{MMD}^2` between samples ``z`` and ``y`` (N × d) with
+    the inverse multiquadratic kernel :math:`k(a, b) = C / (C + \lVert a - b\rVert^2)`, summed
+    over :math:`C = 2 d s` for each ``s`` in ``scales`` (Tolstikhin et al. 2017 use
+    :math:`C = 2d\sigma^2` for a prior :math:`\mathcal N(0, \sigma^2 I)`)."""
+    if z.dim() != 2 or z.shape != y.shape or z.shape[0] < 2:
+        raise ValueError(f"z and y must both have shape (N >= 2, d), got {tuple(z.shape)} "
+                         f"and {tuple(y.shape)}")
+    n, d = z.shape
+    dzz, dyy, dzy = torch.cdist(z, z).pow(2), torch.cdist(y, y).pow(2), torch.cdist(z, y).pow(2)
+    off = 1.0 - torch.eye(n, dtype=z.dtype, device=z.device)
+    total = z.new_zeros(())
+    for s in scales:
+        c = 2.0 * d * s
+        kzz, kyy, kzy = c / (c + dzz), c / (c + dyy), c / (c + dzy)
+        total = total + ((kzz * off).sum() + (kyy * off).sum()) / (n * (n - 1)) - 2 * kzy.mean()
+    return total
+
+
+def decoder_jacobian_penalty(model: ConvAutoencoder, z: torch.Tensor,
+                             x_hat: torch.Tensor) -> torch.Tensor:
+    r"""Hutchinson estimate of :math:`\lVert \partial D(z) / \partial z\rVert_F^2`, averaged over
+    the batch: :math:`\lVert J^\top v\rVert^2` with :math:`v \sim \mathcal N(0, I)` has
+    expectation :math:`\operatorname{tr}(J J^\top)`. One extra (double) backward pass instead
+    of one per pixel."""
+    v = torch.randn_like(x_hat)
+    (grad,) = torch.autograd.grad((x_hat * v).sum(), z, create_graph=True)
+    return grad.pow(2).sum(dim=1).mean()
+
+
+@dataclass
+class ConvGenerativeModel:
+    """A model on the convolutional backbone with its loss.
+
+    ``loss_fn(model, x)`` returns named, unweighted scalar terms; the objective is
+    :math:`\\sum_t w_t \\cdot \\text{term}_t` with ``weights`` (missing names weigh 1), which is
+    what :func:`entropic_ae.training.train` minimises. ``prior_sampling`` says whether the
+    model is trained to make :math:`\\mathcal N(0, I)` its code distribution.
+    """
+
+    name: str
+    model: ConvAutoencoder
+    loss_fn: Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]
+    weights: dict[str, float]
+    prior_sampling: bool
+
+
+def _ae_loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"recon": reconstruction_error(model(x), x)}
+
+
+def _ae_l2_loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"recon": reconstruction_error(model(x), x), "weight_l2": _squared_weights(model)}
+
+
+def eae_loss(k: int = 1) -> Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]:
+    r"""Loss of the entropic autoencoder, Eq. (2) of the paper:
+    :math:`\frac1B\sum_i\lVert D(z_i) - x_i\rVert^2 - \beta \hat H(z_1, \dots, z_B)`, with
+    :math:`z_i` the batch-normalised codes of the batch and :math:`\hat H` the
+    Kozachenko–Leonenko estimate (k-th neighbour). Terms ``recon`` and
+    ``neg_entropy`` :math:`= -\hat H` (weight it with :math:`\beta`)."""
+
+    def loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = model.encode(x)
+        return {"recon": reconstruction_error(model.decode(z), x),
+                "neg_entropy": -kozachenko_leonenko(z, k=k)}
+
+    return loss
+
+
+def _vae_loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    mu, logvar = model.posterior(x)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1).mean()
+    return {"recon": reconstruction_error(model.decode(z), x), "kl": kl}
+
+
+def _wae_loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    z = model.encode(x)
+    return {"recon": reconstruction_error(model.decode(z), x),
+            "mmd": imq_mmd(z, torch.randn_like(z))}
+
+
+def _rae_l2_loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    z = model.encode(x)
+    return {"recon": reconstruction_error(model.decode(z), x),
+            "code_l2": 0.5 * z.pow(2).sum(dim=1).mean(),
+            "decoder_l2": _squared_weights(model.decoder)}
+
+
+def _rae_gp_loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    z = model.encode(x)
+    x_hat = model.decode(z)
+    return {"recon": reconstruction_error(x_hat, x),
+            "code_l2": 0.5 * z.pow(2).sum(dim=1).mean(),
+            "decoder_gp": decoder_jacobian_penalty(model, z, x_hat)}
+
+
+#: Default loss weights of each model, for the per-image squared error used here.
+CONV_DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+    "AE": {},
+    "AE-L2": {"weight_l2": 1e-3},
+    "EAE": {"neg_entropy": 1.0},
+    "VAE": {"kl": 1.0},
+    "WAE-MMD": {"mmd": 10.0},
+    "RAE-L2": {"code_l2": 0.1, "decoder_l2": 1e-3},
+    "RAE-GP": {"code_l2": 0.1, "decoder_gp": 1e-2},
+}
+
+
+def build_conv_model(name: str, image_shape: tuple[int, int, int] = (1, 28, 28),
+                     latent_dim: int = 16, width: float = 1.0,
+                     weights: dict[str, float] | None = None, k: int = 1) -> ConvGenerativeModel:
+    """One of ``CONV_MODEL_NAMES`` on the backbone, with its loss and default weights.
+
+    * ``AE``: reconstruction only, bottleneck batch norm (the EAE without its entropy term).
+    * ``AE-L2``: as AE plus an L2 penalty on all conv/linear weights (``weight_l2``).
+    * ``EAE``: bottleneck batch norm, reconstruction − β·KL entropy (``neg_entropy``: β).
+    * ``VAE``: Gaussian posterior, reconstruction + β·KL(q(z|x) ‖ N(0, I)) (``kl``).
+    * ``WAE-MMD``: reconstruction + λ·MMD² to N(0, I), IMQ kernel (``mmd``).
+    * ``RAE-L2``: no batch norm; reconstruction + β·½‖z‖² + λ·‖θ_D‖² (``code_l2``,
+      ``decoder_l2``).
+    * ``RAE-GP``: no batch norm; reconstruction + β·½‖z‖² + λ·‖∂D/∂z‖²_F (``decoder_gp``).
+
+    ``weights`` overrides entries of ``CONV_DEFAULT_WEIGHTS[name]``; ``k`` is the EAE
+    estimator's neighbour.
+    """
+    if name not in CONV_MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(CONV_MODEL_NAMES)}")
+    merged = dict(CONV_DEFAULT_WEIGHTS[name])
+    if weights is not None:
+        if not isinstance(weights, dict):
+            raise TypeError(f"weights must be a dict of term name to float, got "
+                            f"{type(weights).__name__}")
+        unknown = set(weights) - set(merged) - {"recon"}
+        if unknown:
+            raise ValueError(f"{name} has no loss term(s) {sorted(unknown)}; its terms are "
+                             f"{['recon', *merged]}")
+        merged.update({key: float(val) for key, val in weights.items()})
+    if name == "VAE":
+        model: ConvAutoencoder = ConvVAE(image_shape, latent_dim, width)
+    else:
+        model = ConvAutoencoder(image_shape, latent_dim, width,
+                                bottleneck_norm=name in ("AE", "AE-L2", "EAE"))
+    loss_fn = {"AE": _ae_loss, "AE-L2": _ae_l2_loss, "EAE": eae_loss(k), "VAE": _vae_loss,
+               "WAE-MMD": _wae_loss, "RAE-L2": _rae_l2_loss, "RAE-GP": _rae_gp_loss}[name]
+    return ConvGenerativeModel(name, model, loss_fn, merged,
+                               prior_sampling=name in ("EAE", "VAE", "WAE-MMD"))
