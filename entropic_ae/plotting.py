@@ -3,7 +3,8 @@
 Importing this module changes no global style. Every plotting function returns its
 :class:`~matplotlib.figure.Figure` and, where it draws into a single panel, takes an optional
 ``ax``. Images are accepted as ``N×C×H×W`` (``C`` = 1 or 3), ``N×H×W``, or flat ``N×D`` with
-``D`` a perfect square (read as ``1×√D×√D``), as torch tensors or NumPy arrays, values in [0, 1].
+``D`` a perfect square (read as ``1×√D×√D``), as torch tensors or NumPy arrays; values are
+shown on a fixed [0, 1] scale (clipped).
 """
 
 from __future__ import annotations
@@ -219,6 +220,11 @@ def _check_units(units: Sequence[int] | None, latent_dim: int) -> list[int]:
         raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}")
     if units is None:
         return list(range(latent_dim))
+    if isinstance(units, (torch.Tensor, np.ndarray)) and units.dtype in (torch.bool, np.bool_):
+        if units.shape != (latent_dim,):
+            raise ValueError(f"a boolean units mask must have shape ({latent_dim},), got "
+                             f"{tuple(units.shape)}")
+        units = [int(i) for i in np.flatnonzero(np.asarray(units))]
     out = [int(u) for u in units]
     if not out:
         raise ValueError("units is empty; pass None for all units")

@@ -516,7 +516,8 @@ def train(
 
     ``callback(epoch, history)`` runs after each epoch (0-based ``epoch``); returning True stops
     training. Returns the :class:`History`; ``model`` is trained in place, moved to the device
-    and left in eval mode. Non-finite epoch means raise ``FloatingPointError``.
+    and left in eval mode. A term whose epoch mean is NaN or infinite raises
+    ``FloatingPointError`` naming the term and the epoch (no checkpoint is written for it).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -697,10 +698,8 @@ def evaluate(
     if batches.tensor is not None:
         chunks: Iterable[torch.Tensor] = (batches.tensor[i : i + batch_size]
                                           for i in range(0, batches.n, batch_size))
-    else:
-        order = torch.Generator().manual_seed(0)
-        batches_iter = _Batches(data, batch_size, dev)
-        chunks = batches_iter(order)  # order does not matter for means; draws stay seeded
+    else:  # a Dataset: a fixed shuffle (the order does not change the means)
+        chunks = batches(torch.Generator().manual_seed(0))
 
     fork_devices: list[int] | None = [] if dev.type == "cpu" else None
     with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None,

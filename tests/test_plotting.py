@@ -152,6 +152,11 @@ def test_interactive_sweep_updates_image():
     ui.reset_button.click()
     assert ui.sliders[1].value == 0.0 and ui.image.value == before
     assert len(plotting.interactive_sweep(decode, 4).sliders) == 4
+    mask = torch.tensor([True, False, False, True])
+    assert [s.description for s in plotting.interactive_sweep(decode, 4, units=mask).sliders] \
+        == ["z[0]", "z[3]"]
+    with pytest.raises(ValueError, match="mask"):
+        plotting.interactive_sweep(decode, 4, units=np.ones(3, bool))
     with pytest.raises(ValueError, match="value_range"):
         plotting.interactive_sweep(decode, 4, value_range=(1, -1))
 
