@@ -149,15 +149,25 @@ def layer_compactifier_loss(into: LayerLike, out_of: LayerLike, variant: str = "
     if w_out.shape[1] != w_in.shape[0]:
         raise ValueError(f"layers do not chain: 'into' has {w_in.shape[0]} outputs but 'out_of' "
                          f"has {w_out.shape[1]} inputs")
+    alpha = _check_order(alpha)
+    # Activities built from absolute values are non-negative by construction, so the hot path
+    # skips activity_entropy's validation (one device sync per check). All-zero activity
+    # gives NaN, which the training loop reports by the term's name.
     a_in = incoming_activity((w_in, b_in))
     a_out = outgoing_activity((w_out, None), b_in)
     if variant == "in":
-        return activity_entropy(a_in, alpha, base)
-    if variant == "out":
-        return activity_entropy(a_out, alpha, base)
-    if variant == "both":
-        return activity_entropy(a_in, alpha, base) + activity_entropy(a_out, alpha, base)
-    return activity_entropy(a_in + a_out, alpha, base)
+        loss = _entropy_of_activity(a_in, alpha)
+    elif variant == "out":
+        loss = _entropy_of_activity(a_out, alpha)
+    elif variant == "both":
+        loss = _entropy_of_activity(a_in, alpha) + _entropy_of_activity(a_out, alpha)
+    else:
+        loss = _entropy_of_activity(a_in + a_out, alpha)
+    return _to_base(loss, base)
+
+
+def _entropy_of_activity(activity: torch.Tensor, alpha: float) -> torch.Tensor:
+    return renyi_unchecked(activity / activity.sum(), alpha)
 
 
 def compactifier_loss(linears: Sequence[nn.Linear], layers: int | Sequence[int],
