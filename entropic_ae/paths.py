@@ -643,3 +643,125 @@ def effective_nodes(
     alpha = _check_alpha(alpha)
     ms = node_path_marginals(weights, biases, source, target)
     return torch.stack([_probs_entropy(m, alpha).exp() for m in ms])
+
+
+# --------------------------------------------------------------------------------------------
+# The path entropy as a training-loss term, evaluated only every k-th step
+# --------------------------------------------------------------------------------------------
+
+__all__ += ["PathEntropyTerm"]
+
+_TERM_MODES = ("reuse", "scale")
+
+
+class _StoredGradient(torch.autograd.Function):
+    """Forward: a copy of ``value``. Backward: the stored ``grads`` times the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, value: Tensor, grads: tuple[Tensor, ...], *params: Tensor) -> Tensor:
+        ctx.grads = grads
+        return value.detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple:
+        return (None, None, *(grad_out * g for g in ctx.grads))
+
+
+class PathEntropyTerm:
+    r"""The path entropy of a model's ``nn.Linear`` layers as a loss term, computed every k calls.
+
+    ``term(model)`` returns a 0-d tensor to put into a ``loss_fn``'s dict of terms. The exact
+    :func:`path_entropy` (with the layers' biases unless ``biases=False``) is computed on the
+    first call and then on every ``every``-th call; in between, the term costs one cheap autograd
+    node. Two ways to fill the steps in between (``mode``):
+
+    - ``"reuse"`` (default): every call returns a tensor whose *value* is the path entropy
+      :math:`H(\theta_s)` of the last evaluation (step :math:`s`) and whose *gradient* is
+      :math:`\nabla H(\theta_s)`, stored at that evaluation. Every optimiser step thus sees the
+      regulariser's gradient, at most ``every - 1`` steps stale.
+    - ``"scale"``: an evaluation call returns :math:`H` with gradient
+      :math:`\text{every} \cdot \nabla H`, the other calls the last value without gradient. The
+      gradient summed over ``every`` steps is the same, which suffices for plain SGD; adaptive
+      optimisers such as Adam divide by a running RMS of the gradient, which the spikes inflate
+      by about :math:`\sqrt{\text{every}}`, so there the regulariser acts more weakly.
+
+    With ``every=1`` both modes are the plain term ``path_entropy(...)``. The value is always a
+    true path entropy (at most ``every - 1`` steps old), so the logged loss stays honest.
+    Under ``torch.no_grad()`` (e.g. in :func:`entropic_ae.training.evaluate`) the entropy is
+    computed afresh and no call is counted. Call :meth:`reset` at each epoch's end
+    (``train(..., callback=lambda epoch, history: term.reset())``) so every epoch starts with an
+    evaluation: a run resumed from a checkpoint then takes the same steps as an uninterrupted
+    one. Attributes: ``calls`` (since the last reset), ``evaluations`` (in all), ``last`` (the
+    detached value of the last evaluation).
+    """
+
+    def __init__(
+        self,
+        every: int = 1,
+        alpha: float = 1.0,
+        biases: bool = True,
+        mode: str = "reuse",
+        base: float | None = None,
+    ) -> None:
+        if isinstance(every, bool) or not isinstance(every, int):
+            raise TypeError(f"every must be a positive int, got {type(every).__name__}")
+        if every < 1:
+            raise ValueError(f"every must be a positive int (1 = every step), got {every}")
+        if mode not in _TERM_MODES:
+            raise ValueError(f"mode must be one of {_TERM_MODES}, got {mode!r}")
+        if not isinstance(biases, bool):
+            raise TypeError(f"biases must be True or False, got {type(biases).__name__}")
+        self.every = every
+        self.alpha = _check_alpha(alpha)
+        _log_base(base)  # validate
+        self.base = base
+        self.biases = biases
+        self.mode = mode
+        self.calls = 0
+        self.evaluations = 0
+        self._since = 0
+        self.last: Tensor | None = None
+        self._grads: tuple[Tensor, ...] | None = None
+        self._params: list[Tensor] | None = None
+        self._model: nn.Module | None = None
+
+    def __repr__(self) -> str:
+        return (f"PathEntropyTerm(every={self.every}, alpha={self.alpha}, biases={self.biases}, "
+                f"mode={self.mode!r})")
+
+    def reset(self) -> None:
+        """Forget the stored value and gradient: the next call evaluates the entropy."""
+        self.calls = 0
+        self._since = 0
+        self.last = None
+        self._grads = None
+
+    def _entropy(self, model: nn.Module) -> tuple[Tensor, list[Tensor]]:
+        ws, bs = linear_params(model)
+        h = path_entropy(ws, bs if self.biases else None, alpha=self.alpha, base=self.base)
+        params = ws + ([b for b in bs if b is not None] if self.biases else [])
+        return h, params
+
+    def __call__(self, model: nn.Module) -> Tensor:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if not torch.is_grad_enabled():
+            return self._entropy(model)[0].detach()
+        self.calls += 1
+        fresh = None
+        if self.last is None or model is not self._model or self._since >= self.every:
+            self._since = 0
+            fresh, params = self._entropy(model)
+            self.evaluations += 1
+            self.last = fresh.detach()
+            self._model, self._params = model, params
+            if self.mode == "reuse":
+                grads = torch.autograd.grad(fresh, params, allow_unused=True)
+                self._grads = tuple(torch.zeros_like(p) if g is None else g
+                                    for p, g in zip(params, grads, strict=True))
+        self._since += 1
+        if self.mode == "scale":
+            if fresh is None:
+                return self.last.clone()
+            return self.every * fresh - (self.every - 1) * self.last
+        return _StoredGradient.apply(self.last, self._grads, *self._params)
