@@ -655,16 +655,19 @@ _TERM_MODES = ("reuse", "scale")
 
 
 class _StoredGradient(torch.autograd.Function):
-    """Forward: a copy of ``value``. Backward: the stored ``grads`` times the incoming gradient."""
+    """Forward: a copy of ``value``. Backward: the stored ``grads`` times the incoming gradient,
+    which is also recorded on ``owner`` (it is the weight the loss gave the term)."""
 
     @staticmethod
-    def forward(ctx, value: Tensor, grads: tuple[Tensor, ...], *params: Tensor) -> Tensor:
-        ctx.grads = grads
+    def forward(ctx, value: Tensor, owner: PathEntropyTerm, grads: tuple[Tensor, ...],
+                *params: Tensor) -> Tensor:
+        ctx.owner, ctx.grads = owner, grads
         return value.detach().clone()
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple:
-        return (None, None, *(grad_out * g for g in ctx.grads))
+        ctx.owner._weight = grad_out.detach()
+        return (None, None, None, *torch._foreach_mul(ctx.grads, grad_out))
 
 
 class PathEntropyTerm:
@@ -672,8 +675,8 @@ class PathEntropyTerm:
 
     ``term(model)`` returns a 0-d tensor to put into a ``loss_fn``'s dict of terms. The exact
     :func:`path_entropy` (with the layers' biases unless ``biases=False``) is computed on the
-    first call and then on every ``every``-th call; in between, the term costs one cheap autograd
-    node. Two ways to fill the steps in between (``mode``):
+    first call and then on every ``every``-th call. Two ways to fill the steps in between
+    (``mode``):
 
     - ``"reuse"`` (default): every call returns a tensor whose *value* is the path entropy
       :math:`H(\theta_s)` of the last evaluation (step :math:`s`) and whose *gradient* is
@@ -687,12 +690,22 @@ class PathEntropyTerm:
 
     With ``every=1`` both modes are the plain term ``path_entropy(...)``. The value is always a
     true path entropy (at most ``every - 1`` steps old), so the logged loss stays honest.
+
+    In ``"reuse"`` mode the stored gradient reaches the parameters through an autograd node,
+    which costs a dozen small tensor operations per step. :meth:`attach` an optimiser to add it
+    in the optimiser's step instead, with one fused operation: the steps between evaluations
+    then return the value without gradient, and the optimiser adds ``w`` times the stored
+    gradient, where ``w`` is the weight the loss gave the term at the last evaluation (read off
+    that step's backward pass). With :func:`entropic_ae.training.train`:
+    ``train(..., optimizer=lambda params: term.attach(torch.optim.Adam(params, lr)))``.
+
     Under ``torch.no_grad()`` (e.g. in :func:`entropic_ae.training.evaluate`) the entropy is
     computed afresh and no call is counted. Call :meth:`reset` at each epoch's end
     (``train(..., callback=lambda epoch, history: term.reset())``) so every epoch starts with an
     evaluation: a run resumed from a checkpoint then takes the same steps as an uninterrupted
-    one. Attributes: ``calls`` (since the last reset), ``evaluations`` (in all), ``last`` (the
-    detached value of the last evaluation).
+    one, and a weight that a schedule changes between epochs is read afresh. Attributes:
+    ``calls`` (since the last reset), ``evaluations`` (in all), ``last`` (the detached value of
+    the last evaluation).
     """
 
     def __init__(
@@ -719,11 +732,15 @@ class PathEntropyTerm:
         self.mode = mode
         self.calls = 0
         self.evaluations = 0
-        self._since = 0
         self.last: Tensor | None = None
+        self._since = 0
         self._grads: tuple[Tensor, ...] | None = None
         self._params: list[Tensor] | None = None
         self._model: nn.Module | None = None
+        self._weight: Tensor | None = None  # the loss weight, read off an evaluation's backward
+        self._scaled: list[Tensor] | None = None  # weight * stored gradient
+        self._attached = False
+        self._pending = False
 
     def __repr__(self) -> str:
         return (f"PathEntropyTerm(every={self.every}, alpha={self.alpha}, biases={self.biases}, "
@@ -735,6 +752,34 @@ class PathEntropyTerm:
         self._since = 0
         self.last = None
         self._grads = None
+        self._scaled = None
+        self._weight = None
+        self._pending = False
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Let ``optimizer`` add the stored gradient before each step (``"reuse"`` mode only).
+
+        Registers a step pre-hook and returns the optimiser. The optimiser must own the model's
+        linear-layer parameters.
+        """
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"attach needs a torch Optimizer, got {type(optimizer).__name__}")
+        if self.mode != "reuse":
+            raise ValueError("attach only applies to mode='reuse'")
+        optimizer.register_step_pre_hook(self._inject)
+        self._attached = True
+        return optimizer
+
+    def _inject(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        if not self._pending:
+            return
+        self._pending = False
+        if self._scaled is None:
+            self._scaled = torch._foreach_mul(self._grads, self._weight)
+        for p in self._params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        torch._foreach_add_([p.grad for p in self._params], self._scaled)
 
     def _entropy(self, model: nn.Module) -> tuple[Tensor, list[Tensor]]:
         ws, bs = linear_params(model)
@@ -755,6 +800,9 @@ class PathEntropyTerm:
             self.evaluations += 1
             self.last = fresh.detach()
             self._model, self._params = model, params
+            self._scaled = None
+            self._weight = None
+            self._pending = False
             if self.mode == "reuse":
                 grads = torch.autograd.grad(fresh, params, allow_unused=True)
                 self._grads = tuple(torch.zeros_like(p) if g is None else g
@@ -764,4 +812,7 @@ class PathEntropyTerm:
             if fresh is None:
                 return self.last.clone()
             return self.every * fresh - (self.every - 1) * self.last
-        return _StoredGradient.apply(self.last, self._grads, *self._params)
+        if fresh is None and self._attached and self._weight is not None:
+            self._pending = True  # the optimiser's pre-hook adds the stored gradient
+            return self.last.clone()
+        return _StoredGradient.apply(self.last, self, self._grads, *self._params)

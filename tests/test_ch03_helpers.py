@@ -177,3 +177,68 @@ def test_train_with_the_term_resumes_bit_identically(tmp_path):
     for p, q in zip(straight.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(p, q)
     assert h1.terms == h2.terms
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_attached_optimiser_takes_the_same_steps(opt_name):
+    data = torch.rand(6, 16, 5)
+
+    def run(attach: bool) -> nn.Module:
+        net = small_net()
+        term = PathEntropyTerm(every=3)
+        opt = (torch.optim.SGD(net.parameters(), lr=0.05) if opt_name == "sgd"
+               else torch.optim.Adam(net.parameters(), lr=0.01))
+        if attach:
+            term.attach(opt)
+        for x in data:
+            loss = F.mse_loss(net(x), x) + 0.5 * term(net)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        assert term.evaluations == 2
+        return net
+
+    for p, q in zip(run(False).parameters(), run(True).parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_attached_steps_return_the_value_without_gradient():
+    net = small_net()
+    term = PathEntropyTerm(every=4)
+    term.attach(torch.optim.SGD(net.parameters(), lr=0.1))
+    x = torch.rand(8, 5)
+    (F.mse_loss(net(x), x) + 2.0 * term(net)).backward()  # evaluation: weight 2 is read off
+    value = term(net)
+    assert not value.requires_grad
+    torch.testing.assert_close(value, term.last)
+
+
+def test_attach_bad_arguments():
+    with pytest.raises(TypeError, match="Optimizer"):
+        PathEntropyTerm().attach(object())
+    net = small_net()
+    with pytest.raises(ValueError, match="reuse"):
+        PathEntropyTerm(mode="scale").attach(torch.optim.SGD(net.parameters(), lr=0.1))
+
+
+def test_train_with_an_attached_optimiser_matches_the_autograd_route():
+    data = torch.rand(64, 5)
+
+    def run(attach: bool) -> nn.Module:
+        net = small_net()
+        term = PathEntropyTerm(every=3)
+
+        def loss_fn(model, x):
+            return {"mse": F.mse_loss(model(x), x), "path_entropy": term(model)}
+
+        def make_optimizer(params):
+            opt = torch.optim.Adam(params, lr=0.01)
+            return term.attach(opt) if attach else opt
+
+        train(net, loss_fn, data, epochs=3, batch_size=16, weights={"path_entropy": 0.05},
+              device="cpu", progress=False, optimizer=make_optimizer,
+              callback=lambda epoch, hist: term.reset())
+        return net
+
+    for p, q in zip(run(False).parameters(), run(True).parameters(), strict=True):
+        torch.testing.assert_close(p, q)
