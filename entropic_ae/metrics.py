@@ -369,6 +369,38 @@ def reconstruction_mse(model: nn.Module, images: torch.Tensor, batch_size: int =
     return total / images.numel()
 
 
+def inception_feature_extractor(device: str | torch.device | None = None) -> FeatureExtractor:
+    """Inception-v3 pool features (2048-d) for the standard FID, through ``torchmetrics``.
+
+    Optional: needs ``pip install torchmetrics[image]`` and the FID Inception weights, which
+    ``torchmetrics`` downloads on first use (impossible offline). The returned callable maps
+    images in [0, 1] (N, 3, H, W) to features; pass it to :func:`frechet_distance_images`.
+    Raises ``ImportError`` (package missing) or ``RuntimeError`` (weights unavailable).
+    """
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+    except ImportError as err:
+        raise ImportError("the Inception FID needs torchmetrics: pip install 'torchmetrics[image]'"
+                          ) from err
+    try:
+        inception = FrechetInceptionDistance(feature=2048, normalize=True).inception
+    except Exception as err:  # noqa: BLE001 - download or weight-loading failure
+        raise RuntimeError(f"could not load the FID Inception weights ({err}); they are "
+                           "downloaded by torchmetrics on first use and need internet") from err
+    inception = inception.to(device if device is not None else "cpu").eval()
+
+    def extract(images: torch.Tensor) -> torch.Tensor:
+        if images.shape[1] == 1:
+            images = images.repeat(1, 3, 1, 1)
+        as_bytes = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+        return inception(as_bytes.to(next(inception.parameters()).device))
+
+    return extract
+
+
+__all__ += ["inception_feature_extractor"]
+
+
 # --- Reconstruction error per class (compactifier chapter) ---
 
 
