@@ -41,6 +41,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import nn  # noqa: E402
 
+from .sampling import as_float64_matrix  # noqa: E402
+
 __all__ += [
     "LeNetFeatures",
     "code_moments",
@@ -56,18 +58,9 @@ __all__ += [
 
 
 def _as_float64_features(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().to(torch.float64).numpy()
-    elif not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy array of shape (N, F), "
-                        f"got {type(x).__name__}")
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, F), got {x.shape}")
+    x = as_float64_matrix(x, name)
     if x.shape[0] < 2:
         raise ValueError(f"{name} needs at least 2 rows to estimate a covariance, got {x.shape[0]}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contain NaN or infinite entries")
     return x
 
 

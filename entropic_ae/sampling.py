@@ -38,7 +38,8 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-def _as_float64_matrix(codes: torch.Tensor | np.ndarray, name: str = "codes") -> np.ndarray:
+def as_float64_matrix(codes: torch.Tensor | np.ndarray, name: str = "codes") -> np.ndarray:
+    """``codes`` (tensor or array, N × d) as a finite float64 NumPy matrix, or a clear error."""
     if isinstance(codes, torch.Tensor):
         codes = codes.detach().cpu().to(torch.float64).numpy()
     elif not isinstance(codes, np.ndarray):
@@ -72,7 +73,7 @@ def fit_gmm(codes: torch.Tensor | np.ndarray, n_components: int = 10,
     with one BLAS/OpenMP thread: the matrices are small (d × d), and on a busy CPU
     multi-threaded BLAS made it 10–15 times slower without changing the result.
     """
-    x = _as_float64_matrix(codes)
+    x = as_float64_matrix(codes)
     n_components = _check_int("n_components", n_components, 1)
     if x.shape[0] < n_components:
         raise ValueError(f"need at least n_components={n_components} codes to fit the mixture, "

@@ -10,14 +10,7 @@ from torch import nn
 from entropic_ae.paths import PathEntropyTerm, linear_params, path_entropy
 from entropic_ae.training import train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is as fast and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_net(seed: int = 0) -> nn.Sequential:

@@ -21,14 +21,7 @@ from entropic_ae.paths import (
     path_entropy_bruteforce,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one thread is as fast and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 ALPHAS = [0.0, 0.04, 0.5, 1.0, 1.0 + 1e-7, 2.0, 3.5, math.inf]
