@@ -28,18 +28,20 @@ source document). Minimising it pushes the network to switch neurons off.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .entropy import _check_order, _to_base, renyi_unchecked
+from .entropy import SHANNON_ORDER_TOLERANCE, _check_order, _to_base, renyi_unchecked
 
 __all__ = [
     "VARIANTS",
     "activity_entropy",
     "compactifier_loss",
     "effective_units",
+    "fused_layer_compactifier_loss",
     "incoming_activity",
     "layer_compactifier_loss",
     "outgoing_activity",
@@ -199,13 +201,6 @@ def compactifier_loss(linears: Sequence[nn.Linear], layers: int | Sequence[int],
 # per-operation overhead: building and walking an autograd graph of ~30 tiny kernels. The fused
 # version computes the entropy *and its gradient* in one pass without a graph (the gradient has a
 # closed form) and its backward is three multiplications.
-
-import math  # noqa: E402  (this section's imports live here so it reads on its own)
-
-from .entropy import SHANNON_ORDER_TOLERANCE  # noqa: E402
-
-__all__ += ["fused_layer_compactifier_loss"]
-
 
 def _entropy_and_grad(a: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Rows' entropies :math:`H_\alpha(a/S)` (summed) and :math:`\partial H/\partial a`.

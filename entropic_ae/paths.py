@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "PathEntropyTerm",
     "count_paths",
     "effective_nodes",
     "layer_sizes",
@@ -648,8 +649,6 @@ def effective_nodes(
 # --------------------------------------------------------------------------------------------
 # The path entropy as a training-loss term, evaluated only every k-th step
 # --------------------------------------------------------------------------------------------
-
-__all__ += ["PathEntropyTerm"]
 
 _TERM_MODES = ("reuse", "scale")
 

@@ -1,5 +1,8 @@
 """Shared pytest fixtures."""
 
+import struct
+
+import numpy as np
 import pytest
 import torch
 
@@ -11,3 +14,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def reference_idx_bytes():
+    """A slow, obviously-correct IDX encoder: ``f(array, type_code, struct_format)`` writes the
+    header field by field and the values one at a time (big endian)."""
+
+    def encode(array: np.ndarray, code: int, big_endian: str) -> bytes:
+        out = bytearray([0, 0, code, array.ndim])
+        for size in array.shape:
+            out += size.to_bytes(4, "big")
+        for value in array.ravel().tolist():
+            out += struct.pack(">" + big_endian, value)
+        return bytes(out)
+
+    return encode

@@ -31,7 +31,6 @@ PY = BIN / "python"
 BUILD = ROOT / "_build"
 EXECUTED = BUILD / "executed"
 CI_BOOK = BUILD / "ci_book"
-SMOKE = ROOT / "tests" / "smoke"
 SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 DATASETS = ["mnist", "fashion-mnist"]
 

@@ -1,7 +1,9 @@
 """The chapters: committed clean, parameterised the papermill way, and executable.
 
 ``test_chapter_smoke_run`` executes every chapter with its smoke parameters
-(``tests/smoke/<chapter>.yaml``) into ``_build/executed/``; ``tests/run.py test`` then
+(``notebooks/params/smoke/<chapter>.yaml``) into ``_build/executed/``, with results and
+checkpoints under ``_build/smoke/`` (absolute paths, so nbval's re-execution of the copies,
+which runs in ``_build/executed/``, writes to the same place); ``tests/run.py test`` then
 re-executes those copies under nbval and builds the book from them.
 """
 
@@ -18,7 +20,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXECUTED = ROOT / "_build" / "executed"
-SMOKE = ROOT / "tests" / "smoke"
+SMOKE = ROOT / "notebooks" / "params" / "smoke"
+SMOKE_OUT = ROOT / "_build" / "smoke"
 
 ids = [nb.stem for nb in NOTEBOOKS]
 
@@ -80,6 +83,8 @@ def test_chapter_smoke_run(nb, record_property):
 
     EXECUTED.mkdir(parents=True, exist_ok=True)
     params = yaml.safe_load((SMOKE / f"{nb.stem}.yaml").read_text()) or {}
+    folders = {"results_dir": SMOKE_OUT / "results", "checkpoint_dir": SMOKE_OUT / "checkpoints"}
+    params.update({k: str(v) for k, v in folders.items() if k in parameters(nb)})
     start = time.perf_counter()
     papermill.execute_notebook(str(nb), str(EXECUTED / nb.name), parameters=params,
                                cwd=str(nb.parent), kernel_name="python3", progress_bar=False)

@@ -1,10 +1,15 @@
 """The package as a whole: importing it has no side effects."""
 
+import pkgutil
 import subprocess
 import sys
 
-MODULES = ["entropy", "compactifier", "paths", "estimators", "models", "training", "data",
-           "metrics", "sampling", "plotting"]
+import entropic_ae
+
+# Every module of the package, found by walking it (``__main__`` modules run a command).
+MODULES = sorted(m.name.removeprefix("entropic_ae.") for m in
+                 pkgutil.walk_packages(entropic_ae.__path__, "entropic_ae.")
+                 if not m.name.endswith("__main__"))
 
 CHECK = r"""
 import os, random, sys, tempfile
@@ -32,6 +37,12 @@ for name in sys.argv[1:]:
     importlib.import_module("entropic_ae." + name)
 assert "matplotlib.pyplot" not in sys.modules, "matplotlib.pyplot was imported at import time"
 """
+
+
+def test_the_tree_shows_the_architecture():
+    for name in ("models.mlp", "models.conv", "models.lenet", "models.zoo", "losses",
+                 "data.load", "data.provision", "data.layout"):
+        assert name in MODULES
 
 
 def test_importing_every_module_has_no_side_effects():

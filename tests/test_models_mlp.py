@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from entropic_ae.models import MLPAutoencoder, PruneReport, prune
+from entropic_ae.models.mlp import MLPAutoencoder, PruneReport, prune
 
 SIZES = [64, 32, 8, 8, 8, 32, 64]
 

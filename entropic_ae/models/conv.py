@@ -1,0 +1,317 @@
+"""The convolutional backbone of the entropic-autoencoder chapter and the models built on it.
+
+The backbone of Ghose, Rashwan & Poupart (2020), which follows Tolstikhin et al. (2018) and
+Ghosh et al. (2019): four stride-2 convolutions (4×4 kernels; 5×5 for 64×64 images) with
+128, 256, 512, 1024 channels, each followed by batch norm and ReLU, then a linear map to the
+code. The decoder maps the code linearly to a 1024-channel spatial map (7×7 for 28×28
+images, 8×8 otherwise), upsamples it with stride-2 transposed convolutions (512, 256; and
+128 for 64×64), and ends with a stride-1 convolution to the image channels and a sigmoid.
+Convolutions pad like TensorFlow's "same" (output size ceil(input / stride)), so the encoder
+maps 28 → 14 → 7 → 4 → 2, 32 → 16 → 8 → 4 → 2 and 64 → 32 → 16 → 8 → 4.
+``width`` multiplies every channel count (width=1 is the paper's network).
+
+Model classes: :class:`ConvAutoencoder` (deterministic; optional bottleneck batch norm without
+affine parameters, optional spectral normalisation of the decoder), :class:`ConvVAE` (a
+Gaussian posterior, optionally a learned decoder variance γ) and :class:`TwoStageVAE` (Dai &
+Wipf's second VAE on the codes of a first one). Their losses live in :mod:`entropic_ae.losses`;
+:func:`entropic_ae.models.zoo.build_conv_model` puts models and losses together by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ConvArchitecture",
+    "ConvAutoencoder",
+    "ConvDecoder",
+    "ConvEncoder",
+    "ConvVAE",
+    "SecondStageVAE",
+    "TwoStageVAE",
+    "conv_architecture",
+]
+
+
+@dataclass(frozen=True)
+class ConvArchitecture:
+    """Channel counts and kernel of the paper's backbone for one image size (see above)."""
+
+    image_size: int
+    kernel: int
+    encoder_channels: tuple[int, ...]
+    decoder_channels: tuple[int, ...]  # first entry: the channels of the linear layer's map
+    decoder_start: int  # side of the spatial map the decoder's linear layer produces
+
+
+def conv_architecture(image_size: int, width: float = 1.0) -> ConvArchitecture:
+    """The paper's channel layout for 28×28, 32×32 or 64×64 images, scaled by ``width``.
+
+    28 and 32: 4×4 kernels, encoder [128, 256, 512, 1024], decoder 1024 → [512, 256];
+    64: 5×5 kernels, decoder 1024 → [512, 256, 128]. Each count becomes
+    ``max(1, round(width · count))``.
+    """
+    if isinstance(image_size, bool) or image_size not in (28, 32, 64):
+        raise ValueError(f"image_size must be 28, 32 or 64 (MNIST, CIFAR-10, CelebA), "
+                         f"got {image_size!r}")
+    if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
+        raise ValueError(f"width must be a positive number, got {width!r}")
+
+    def scale(channels: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(max(1, round(width * c)) for c in channels)
+
+    if image_size == 64:
+        return ConvArchitecture(64, 5, scale((128, 256, 512, 1024)),
+                                scale((1024, 512, 256, 128)), 8)
+    start = 7 if image_size == 28 else 8
+    return ConvArchitecture(image_size, 4, scale((128, 256, 512, 1024)),
+                            scale((1024, 512, 256)), start)
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "same" padding: output ceil(size / stride); the extra pixel goes after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class ConvEncoder(nn.Module):
+    """Four stride-2 conv → BN → ReLU blocks, flatten, linear map to ``out_features``."""
+
+    def __init__(self, in_channels: int, arch: ConvArchitecture, out_features: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        size, channels = arch.image_size, in_channels
+        for out_ch in arch.encoder_channels:
+            before, after = _same_padding(size, arch.kernel, 2)
+            layers += [nn.ZeroPad2d((before, after, before, after)),
+                       nn.Conv2d(channels, out_ch, arch.kernel, stride=2, bias=False),
+                       nn.BatchNorm2d(out_ch), nn.ReLU()]
+            size, channels = -(-size // 2), out_ch
+        self.features = nn.Sequential(*layers)
+        self.feature_shape = (channels, size, size)
+        self.linear = nn.Linear(channels * size * size, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """Linear map to a spatial map (BN, ReLU), stride-2 transposed convs (BN, ReLU), and a
+    stride-1 "same" convolution to the image channels followed by a sigmoid.
+
+    ``spectral_norm=True`` reparametrises every linear, convolution and transposed
+    convolution as :math:`W / \\sigma_{\\max}(W)` (one power iteration per training step,
+    :func:`torch.nn.utils.parametrizations.spectral_norm`), the decoder of RAE-SN.
+    """
+
+    def __init__(self, latent_dim: int, arch: ConvArchitecture, out_channels: int,
+                 spectral_norm: bool = False) -> None:
+        super().__init__()
+        first, *rest = arch.decoder_channels
+        s = arch.decoder_start
+        self.start_shape = (first, s, s)
+        self.linear = nn.Sequential(nn.Linear(latent_dim, first * s * s, bias=False),
+                                    nn.BatchNorm1d(first * s * s), nn.ReLU())
+        # stride-2 transposed convs that exactly double the side: k=4, p=1; k=5, p=2, op=1.
+        pad, out_pad = (1, 0) if arch.kernel == 4 else (2, 1)
+        layers: list[nn.Module] = []
+        channels = first
+        for out_ch in rest:
+            layers += [nn.ConvTranspose2d(channels, out_ch, arch.kernel, stride=2, padding=pad,
+                                          output_padding=out_pad, bias=False),
+                       nn.BatchNorm2d(out_ch), nn.ReLU()]
+            channels = out_ch
+        before, after = _same_padding(arch.image_size, arch.kernel, 1)
+        layers += [nn.ZeroPad2d((before, after, before, after)),
+                   nn.Conv2d(channels, out_channels, arch.kernel), nn.Sigmoid()]
+        self.body = nn.Sequential(*layers)
+        self.spectral_norm = spectral_norm
+        if spectral_norm:
+            for module in self.modules():
+                if isinstance(module, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
+                    nn.utils.parametrizations.spectral_norm(module)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.linear(z).view(-1, *self.start_shape))
+
+
+def _check_image_shape(image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    if (not isinstance(image_shape, tuple | list) or len(image_shape) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in image_shape)):
+        raise TypeError(f"image_shape must be a tuple (C, H, W) of ints, got {image_shape!r}")
+    c, h, w = image_shape
+    if c < 1 or h != w:
+        raise ValueError(f"image_shape must be (C, S, S) with square images, got {image_shape}")
+    return int(c), int(h), int(w)
+
+
+def _check_latent_dim(latent_dim: int) -> int:
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}")
+    return latent_dim
+
+
+class ConvAutoencoder(nn.Module):
+    """Deterministic convolutional autoencoder on the paper's backbone.
+
+    ``bottleneck_norm=True`` puts a batch norm *without* affine parameters after the encoder,
+    :math:`z_j = (h_j - \\hat\\mu_j) / \\sqrt{\\hat\\sigma_j^2 + \\epsilon}`, so the codes of a
+    training batch have mean 0 and variance 1 in every dimension (BN-AE, EAE, EAE-MB). Without
+    it the code is the encoder's linear output (AE, RAE variants, WAE, CV-VAE).
+    ``decoder_spectral_norm=True`` spectrally normalises the decoder (RAE-SN).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 16,
+                 width: float = 1.0, bottleneck_norm: bool = True,
+                 decoder_spectral_norm: bool = False) -> None:
+        super().__init__()
+        c, s, _ = _check_image_shape(image_shape)
+        self.image_shape = (c, s, s)
+        self.latent_dim = _check_latent_dim(latent_dim)
+        self.arch = conv_architecture(s, width)
+        self.encoder = ConvEncoder(c, self.arch, self._encoder_outputs())
+        self.bottleneck = (nn.BatchNorm1d(latent_dim, affine=False) if bottleneck_norm
+                           else nn.Identity())
+        self.decoder = ConvDecoder(latent_dim, self.arch, c, spectral_norm=decoder_spectral_norm)
+
+    def _encoder_outputs(self) -> int:
+        return self.latent_dim
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if (not isinstance(x, torch.Tensor) or x.dim() != 4
+                or tuple(x.shape[1:]) != self.image_shape):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            c, h, w = self.image_shape
+            raise ValueError(f"expected images of shape (N, {c}, {h}, {w}), got {got}")
+
+    def encode(self, x: torch.Tensor, pre_norm: bool = False) -> torch.Tensor:
+        """Codes of ``x``; ``pre_norm=True`` gives the encoder output before the batch norm."""
+        self._check_input(x)
+        h = self.encoder(x)
+        return h if pre_norm else self.bottleneck(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [0, 1] from codes (N, latent_dim)."""
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"codes must have shape (N, {self.latent_dim}), got {got}")
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class ConvVAE(ConvAutoencoder):
+    """VAE on the same backbone: the encoder's linear layer outputs :math:`(\\mu, \\log\\sigma^2)`
+    and the code is :math:`z = \\mu + \\sigma\\odot\\varepsilon` during training. ``encode``
+    returns the posterior mean (reconstructions, mixtures fitted to the codes).
+
+    ``learn_gamma=True`` adds the scalar parameter :math:`\\log\\gamma` of a Gaussian decoder
+    :math:`p(x \\mid z) = \\mathcal N(D(z), \\gamma I)` (the first stage of the two-stage VAE);
+    it starts at :math:`\\gamma = 1`.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 16,
+                 width: float = 1.0, learn_gamma: bool = False) -> None:
+        super().__init__(image_shape, latent_dim, width, bottleneck_norm=False)
+        self.log_gamma = nn.Parameter(torch.zeros(())) if learn_gamma else None
+
+    def _encoder_outputs(self) -> int:
+        return 2 * self.latent_dim
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of :math:`q(z \\mid x)`."""
+        self._check_input(x)
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def encode(self, x: torch.Tensor, pre_norm: bool = False) -> torch.Tensor:
+        return self.posterior(x)[0]
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class SecondStageVAE(nn.Module):
+    """The second stage of Dai & Wipf's two-stage VAE: a small fully connected VAE on codes.
+
+    Encoder ``d → hidden → hidden → (μ, log σ²)`` of ``latent_dim`` each, decoder
+    ``latent_dim → hidden → hidden → d`` (ReLU inside, linear output), and a learned scalar
+    decoder variance :math:`\\gamma` (parameter ``log_gamma``, starting at 1).
+    """
+
+    def __init__(self, code_dim: int, latent_dim: int | None = None, hidden: int = 1024,
+                 depth: int = 2) -> None:
+        super().__init__()
+        self.code_dim = _check_latent_dim(code_dim)
+        self.latent_dim = _check_latent_dim(code_dim if latent_dim is None else latent_dim)
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be a positive int, got {hidden!r}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a positive int, got {depth!r}")
+        self.encoder = _mlp([self.code_dim] + [hidden] * depth + [2 * self.latent_dim])
+        self.decoder = _mlp([self.latent_dim] + [hidden] * depth + [self.code_dim])
+        self.log_gamma = nn.Parameter(torch.zeros(()))
+
+    def _check_codes(self, z: torch.Tensor, width: int, what: str) -> None:
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != width:
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"{what} must have shape (N, {width}), got {got}")
+
+    def posterior(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of :math:`q(u \\mid z)`."""
+        self._check_codes(z, self.code_dim, "codes")
+        mu, logvar = self.encoder(z).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, u: torch.Tensor) -> torch.Tensor:
+        """First-stage codes from second-stage latents ``u``."""
+        self._check_codes(u, self.latent_dim, "latents")
+        return self.decoder(u)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.posterior(z)[0])
+
+
+class TwoStageVAE(nn.Module):
+    """Dai & Wipf's two-stage VAE: a :class:`ConvVAE` with a learned decoder variance, and a
+    :class:`SecondStageVAE` trained afterwards on the first stage's codes.
+
+    ``encode``/``decode``/``forward`` are the first stage's (images ↔ codes);
+    :meth:`decode_prior` maps draws :math:`u \\sim \\mathcal N(0, I)` through the second decoder
+    to first-stage codes, which is how the model generates.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 16,
+                 width: float = 1.0, second_hidden: int = 1024, second_depth: int = 2) -> None:
+        super().__init__()
+        self.first = ConvVAE(image_shape, latent_dim, width, learn_gamma=True)
+        self.second = SecondStageVAE(latent_dim, latent_dim, second_hidden, second_depth)
+        self.image_shape = self.first.image_shape
+        self.latent_dim = latent_dim
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.first.posterior(x)
+
+    def encode(self, x: torch.Tensor, pre_norm: bool = False) -> torch.Tensor:
+        return self.first.encode(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.first.decode(z)
+
+    def decode_prior(self, u: torch.Tensor) -> torch.Tensor:
+        """First-stage codes :math:`\\hat z = D_2(u)` for second-stage latents ``u``."""
+        return self.second.decode(u)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.first(x)
