@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,6 +38,7 @@ __all__ = [
     "cv_vae_loss",
     "decoder_gradient_penalty",
     "decoder_l2",
+    "decoupled",
     "eae_loss",
     "imq_mmd",
     "mse",
@@ -87,6 +89,50 @@ def path_entropy_objective(term: PathEntropyTerm) -> LossFn:
         return {"mse": nn.functional.mse_loss(model(x), x), "path_entropy": term(model)}
 
     return loss
+
+
+def decoupled(loss_fn: LossFn, weights: dict[str, float], lr: float,
+              keep: tuple[str, ...] = ("mse",)) -> tuple[LossFn, Callable]:
+    r"""Apply every term of ``loss_fn`` except those in ``keep`` as a *decoupled* step.
+
+    Returns ``(loss_fn', make_optimizer)``. ``loss_fn'`` returns the same terms, but the
+    regularisers detached, so the optimiser's normalised step (Adam's
+    :math:`\hat m / (\sqrt{\hat v} + \epsilon)`) sees only the kept terms; each call stores
+    :math:`g = \sum_t w_t \nabla \mathrm{term}_t` of the others, and the optimiser built by
+    ``make_optimizer(params)`` (Adam at ``lr``) then takes the plain gradient step
+    :math:`\theta \leftarrow \theta - \eta\, g` after its own, as AdamW decouples weight
+    decay from Adam. Under Adam a regulariser's step is about :math:`\eta` per parameter
+    whatever its weight (the gradient is divided by its own running scale); decoupled, it is
+    proportional to :math:`\eta\lambda`.
+    """
+    stored: dict[str, list[torch.Tensor] | None] = {"grads": None}
+    params: list[nn.Parameter] = []
+
+    def loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = loss_fn(model, x)
+        regs = [(name, t) for name, t in terms.items() if name not in keep]
+        if torch.is_grad_enabled() and regs:
+            if not params:
+                params.extend(p for p in model.parameters() if p.requires_grad)
+            total = sum(weights.get(name, 1.0) * t for name, t in regs)
+            grads = torch.autograd.grad(total, params, retain_graph=True, allow_unused=True)
+            stored["grads"] = [torch.zeros_like(p) if g is None else g
+                               for p, g in zip(params, grads, strict=True)]
+        return {name: (t if name in keep else t.detach()) for name, t in terms.items()}
+
+    def step_hook(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        grads = stored["grads"]
+        if grads is not None:
+            with torch.no_grad():
+                torch._foreach_add_(params, grads, alpha=-lr)
+            stored["grads"] = None
+
+    def make_optimizer(model_params: Any) -> torch.optim.Optimizer:
+        optimizer = torch.optim.Adam(model_params, lr=lr)
+        optimizer.register_step_post_hook(step_hook)
+        return optimizer
+
+    return loss, make_optimizer
 
 
 # --- Building blocks of the convolutional models ------------------------------------------------
@@ -277,10 +323,17 @@ def two_stage_first_loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.T
             "nll": _gaussian_nll(x_hat, x, first.log_gamma), "kl": _gaussian_kl(mu, logvar)}
 
 
-def two_stage_second_loss(model: nn.Module, z: torch.Tensor) -> dict[str, torch.Tensor]:
-    r"""Second stage of the two-stage VAE, on first-stage codes ``z``: a VAE with a learned
-    Gaussian decoder variance, terms ``nll`` and ``kl`` (``model`` is the
-    :class:`~entropic_ae.models.conv.SecondStageVAE`)."""
+def two_stage_second_loss(model: nn.Module, posterior: torch.Tensor) -> dict[str, torch.Tensor]:
+    r"""Second stage of the two-stage VAE: a VAE with a learned Gaussian decoder variance on
+    first-stage codes :math:`z = \mu + \sigma\odot\varepsilon`, drawn afresh for every
+    batch from the first stage's posteriors (``posterior`` is ``[μ | log σ²]``, B × 2d, as
+    Dai & Wipf resample them). Terms ``nll`` and ``kl``; ``model`` is the
+    :class:`~entropic_ae.models.conv.SecondStageVAE`."""
+    if posterior.dim() != 2 or posterior.shape[1] != 2 * model.code_dim:
+        raise ValueError(f"posterior must be [mu | logvar] of shape (B, {2 * model.code_dim}), "
+                         f"got {tuple(posterior.shape)}")
+    mu_z, logvar_z = posterior.chunk(2, dim=1)
+    z = mu_z + torch.exp(0.5 * logvar_z) * torch.randn_like(mu_z)
     mu, logvar = model.posterior(z)
     u = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
     return {"nll": _gaussian_nll(model.decode(u), z, model.log_gamma),

@@ -26,6 +26,7 @@ __all__ = [
     "kl_to_standard_normal",
     "per_class_mse",
     "reconstruction_mse",
+    "unit_ablation",
 ]
 
 
@@ -317,3 +318,30 @@ def per_class_mse(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return {int(c): float(errors[labels == c].sum()) / (int((labels == c).sum()) * pixels)
             for c in torch.unique(labels).tolist()}
 
+
+
+@torch.no_grad()
+def unit_ablation(encode: Callable[[torch.Tensor], torch.Tensor],
+                  decode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                  batch_size: int = 500) -> torch.Tensor:
+    r"""Relative rise of the reconstruction error when each code unit is set to its mean:
+    :math:`r_j = E_j / E - 1` with :math:`E = \sum_i\lVert D(z_i) - x_i\rVert^2` and
+    :math:`E_j` the same with :math:`z_{ij}` replaced by :math:`\bar z_j` (float64 sums)."""
+    z = torch.cat([encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    mean = z.mean(0)
+
+    def error(codes: torch.Tensor) -> float:
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size]
+            total += float((decode(codes[i:i + batch_size]).reshape(xb.shape) - xb)
+                           .double().pow(2).sum())
+        return total
+
+    base = error(z)
+    rises = []
+    for j in range(z.shape[1]):
+        ablated = z.clone()
+        ablated[:, j] = mean[j]
+        rises.append(error(ablated) / base - 1.0)
+    return torch.tensor(rises, dtype=torch.float64)

@@ -149,15 +149,18 @@ def test_decoder_l2_sums_the_decoder_kernels_only():
     assert set(wrapped) == {"recon", "decoder_l2"}
 
 
-def test_second_stage_loss_on_codes():
+def test_second_stage_loss_resamples_the_first_stage_codes():
     torch.manual_seed(0)
     second = SecondStageVAE(4, hidden=8, depth=3)
-    z = torch.randn(16, 4)
+    posterior = torch.cat([torch.randn(16, 4), torch.full((16, 4), -2.0)], dim=1)
     torch.manual_seed(1)
-    terms = losses.two_stage_second_loss(second, z)
+    terms = losses.two_stage_second_loss(second, posterior)
+    torch.manual_seed(1)
+    z = posterior[:, :4] + math.exp(-1.0) * torch.randn(16, 4)
     mu, logvar = second.posterior(z)
-    torch.manual_seed(1)
     u = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
     nll = losses._gaussian_nll(second.decode(u), z, second.log_gamma)
     assert terms["nll"].item() == pytest.approx(nll.item(), rel=1e-6)
     assert terms["kl"].item() >= 0 and math.isfinite(terms["kl"].item())
+    with pytest.raises(ValueError, match="mu"):
+        losses.two_stage_second_loss(second, torch.randn(16, 4))

@@ -1,0 +1,240 @@
+"""Many runs at once: :func:`run_grid` sends configs to a Dask cluster and gathers a table.
+
+Where the runs go (``client``):
+
+* ``None`` (default): the scheduler at ``$ENTROPIC_AE_SCHEDULER`` if that is set, else a
+  :class:`distributed.LocalCluster` on this machine with one worker *process* per core and one
+  torch thread per worker (on two cores, two one-thread processes train about twice as fast
+  as one process with two threads). On a machine with CUDA GPUs it has one worker per GPU,
+  each declaring the Dask resource ``GPU=1``. The cluster is started once per Python process
+  and reused by later grids; :func:`shutdown` stops it.
+* ``"serial"``: in this process, one run after the other (for debugging, and for runs too
+  small to be worth a cluster).
+* a scheduler address (``"tcp://10.0.0.5:8786"``) or a :class:`distributed.Client`: an
+  existing cluster — e.g. a Slurm or PBS allocation started with ``dask-jobqueue``
+  (``SLURMCluster(...).scale(jobs=8)``, then pass ``cluster.scheduler_address``), a
+  Kubernetes cluster (``dask-kubernetes``), or ``dask-cuda``'s ``LocalCUDACluster`` for a
+  multi-GPU machine. Workers must have this package installed and see the same cache and
+  data folders (a shared file system). Runs that ask for a GPU (``device="cuda"``) are sent
+  with ``resources={"GPU": 1}``, so each holds one GPU; start such workers with
+  ``--resources GPU=1``.
+
+Every run writes its record to the cache as soon as it finishes, so a grid that is
+interrupted — a worker killed, the machine rebooted — loses only the runs in flight, and
+running the same grid again computes only what is missing. A run that raises is reported
+with its parameters while the rest of the grid completes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import traceback
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from entropic_ae.experiments.cache import CorruptRunError
+from entropic_ae.experiments.config import RunConfig
+from entropic_ae.experiments.runner import fit, flat_row, resolve_cache
+
+__all__ = ["SCHEDULER_ENV", "GridError", "run_grid", "shutdown"]
+
+#: Environment variable naming the scheduler of an existing cluster.
+SCHEDULER_ENV = "ENTROPIC_AE_SCHEDULER"
+
+_LOCAL: dict[str, Any] = {}  # the LocalCluster and Client this process started, if any
+_LOCK = threading.Lock()
+
+
+class GridError(RuntimeError):
+    """Some runs of a grid failed; ``failures`` lists ``(config, message)`` for each."""
+
+    def __init__(self, failures: list[tuple[RunConfig, str]], table: pd.DataFrame) -> None:
+        self.failures = failures
+        self.table = table
+        lines = "\n".join(f"  - {c.describe()}:\n      {m.strip().splitlines()[-1]}"
+                          for c, m in failures)
+        super().__init__(f"{len(failures)} of {len(table)} runs failed (the others completed "
+                         f"and are cached; fix the cause and run the grid again):\n{lines}")
+
+
+def _execute(config_dict: dict[str, Any], cache_dir: str, data_root: str | None,
+             device: str, on_corrupt: str) -> dict[str, Any]:
+    """The task a worker runs: :func:`~entropic_ae.experiments.runner.fit`, with any
+    exception turned into ``{"error": traceback}`` so that one run cannot stop the grid."""
+    config = RunConfig.from_dict(config_dict)
+    try:
+        return {"record": fit(config, cache_dir, data_root, device, on_corrupt=on_corrupt)}
+    except Exception:  # noqa: BLE001 - reported with the run's parameters by run_grid
+        return {"error": traceback.format_exc(limit=8)}
+
+
+def _local_client(workers: int | None) -> Any:
+    """The LocalCluster client of this process, started on first use."""
+    from distributed import Client, LocalCluster
+
+    with _LOCK:
+        client = _LOCAL.get("client")
+        if client is not None and client.status == "running":
+            wanted = workers or _LOCAL["workers"]
+            if wanted == _LOCAL["workers"]:
+                return client
+            shutdown()
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        n = workers or (gpus if gpus else (os.cpu_count() or 1))
+        kwargs: dict[str, Any] = {"resources": {"GPU": 1}} if gpus else {}
+        # One torch/BLAS thread per worker process: set before the workers import torch.
+        env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "port 8787 is already in use" and the like
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR,
+                                   env=env, **kwargs)
+        client = Client(cluster, set_as_default=False)
+        _LOCAL.update(cluster=cluster, client=client, workers=n)
+        return client
+
+
+def shutdown() -> None:
+    """Stop the LocalCluster this process started (a no-op if there is none)."""
+    client, cluster = _LOCAL.pop("client", None), _LOCAL.pop("cluster", None)
+    _LOCAL.pop("workers", None)
+    for thing in (client, cluster):
+        if thing is not None:
+            try:
+                thing.close()
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+
+
+atexit.register(shutdown)
+
+
+def _client(client: Any, workers: int | None) -> Any:
+    from distributed import Client
+
+    if client is None:
+        address = os.environ.get(SCHEDULER_ENV, "").strip()
+        return Client(address, set_as_default=False) if address else _local_client(workers)
+    if isinstance(client, str):
+        return Client(client, set_as_default=False)
+    if isinstance(client, Client):
+        return client
+    raise TypeError(f"client must be None, 'serial', a scheduler address or a "
+                    f"distributed.Client, got {type(client).__name__}")
+
+
+def _unique(configs: Iterable[RunConfig]) -> list[RunConfig]:
+    seen: dict[str, RunConfig] = {}
+    for i, c in enumerate(configs):
+        if not isinstance(c, RunConfig):
+            raise TypeError(f"configs[{i}] must be a RunConfig, got {type(c).__name__}")
+        seen.setdefault(c.key(), c)
+    return list(seen.values())
+
+
+def run_grid(configs: Sequence[RunConfig], client: Any = None, *,
+             cache_dir: str | os.PathLike | None = None,
+             data_root: str | os.PathLike | None = None, device: str = "auto",
+             workers: int | None = None, errors: str = "raise", on_corrupt: str = "raise",
+             progress: bool = True, desc: str = "runs") -> pd.DataFrame:
+    """Train and measure every config (or read it from the cache); one table row per config.
+
+    The rows, in the order of ``configs`` (duplicates are run once), hold each config's fields
+    and options (:meth:`RunConfig.describe`), its metrics, ``train_seconds``, ``cached`` and
+    ``error`` (None for runs that succeeded). ``client``: see the module docstring;
+    ``workers`` sets the number of local worker processes. Runs already in the cache are read
+    without starting a cluster. A progress bar counts finished runs.
+
+    ``errors="raise"`` (default) raises :class:`GridError` after the whole grid has finished
+    if any run failed, naming each failed run's parameters and error; ``errors="report"``
+    warns and returns the table with the errors in it.
+    """
+    if errors not in ("raise", "report"):
+        raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
+    if client is not None and client != "serial" and isinstance(client, str) and not client:
+        raise ValueError("client must be a non-empty scheduler address")
+    unique = _unique(configs)
+    cache = resolve_cache(cache_dir)
+    cache_dir = str(cache.root)
+    root = None if data_root is None else str(data_root)
+    results: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
+    pending = []
+    for config in unique:
+        try:
+            record = cache.load(config)
+        except CorruptRunError as err:
+            if on_corrupt == "raise":
+                raise
+            record = None
+            warnings.warn(f"{err}; retraining it", stacklevel=2)
+        if record is None:
+            pending.append(config)
+        else:
+            results[config.key()] = ({**record, "cached": True}, None)
+
+    bar = tqdm(total=len(unique), initial=len(unique) - len(pending), desc=desc, unit="run",
+               disable=not progress)
+    try:
+        if pending and client == "serial":
+            for config in pending:
+                outcome = _execute(config.to_dict(), cache_dir, root, device, on_corrupt)
+                results[config.key()] = (outcome.get("record"), outcome.get("error"))
+                bar.update(1)
+        elif pending:
+            _run_on_cluster(_client(client, workers), pending, results, bar, cache_dir, root,
+                            device, on_corrupt)
+    finally:
+        bar.close()
+
+    rows, failures = [], []
+    for config in configs:
+        record, error = results[config.key()]
+        rows.append(flat_row(config, record, error))
+        if error is not None:
+            failures.append((config, error))
+    table = pd.DataFrame(rows)
+    if failures:
+        err = GridError(failures, table)
+        if errors == "raise":
+            raise err
+        warnings.warn(str(err), stacklevel=2)
+    return table
+
+
+def _run_on_cluster(client: Any, pending: list[RunConfig],
+                    results: dict[str, tuple[dict[str, Any] | None, str | None]], bar: Any,
+                    cache_dir: str, root: str | None, device: str, on_corrupt: str) -> None:
+    from distributed import as_completed
+
+    gpu = device.startswith("cuda") or (device == "auto" and _has_gpu_workers(client))
+    futures = {}
+    for config in pending:
+        future = client.submit(_execute, config.to_dict(), cache_dir, root, device, on_corrupt,
+                               key=f"entropic_ae-run-{config.key()}", pure=False,
+                               resources={"GPU": 1} if gpu else None)
+        futures[future] = config
+    for future in as_completed(futures, loop=client.loop):
+        config = futures[future]
+        try:
+            outcome = future.result()
+        except Exception as err:  # noqa: BLE001 - e.g. KilledWorker after repeated crashes
+            outcome = {"error": f"{type(err).__name__}: {err}"}
+        results[config.key()] = (outcome.get("record"), outcome.get("error"))
+        future.release()
+        bar.update(1)
+
+
+def _has_gpu_workers(client: Any) -> bool:
+    try:
+        info = client.scheduler_info()["workers"]
+    except Exception:  # noqa: BLE001 - an unusual scheduler: assume no GPUs
+        return False
+    return any("GPU" in w.get("resources", {}) for w in info.values())

@@ -1,0 +1,174 @@
+"""The ``mlp`` family: fully connected autoencoders with the compactifier or the path entropy
+(chapters 2 and 3).
+
+Training options (``RunConfig.options``):
+
+* ``layer_sizes`` — widths of layers 0..L, e.g. ``[784, 64, 16, 16, 16, 64, 784]``;
+* ``objective`` — ``"plain"`` (MSE only), ``"compactifier"`` (MSE + entropy of one layer's
+  weight activity), ``"compactifier-data"`` (MSE + entropy of its data-dependent activity),
+  ``"path"`` (MSE + path entropy of the weights), ``"path-data"`` (MSE + the data-dependent
+  path entropy);
+* ``w_mse`` (λ₁, default 1), ``w_reg`` (λ₂, the regulariser's weight);
+* ``layer`` — the compactifier's node layer; ``variant`` (``"in"``, ``"out"``, ``"both"``,
+  ``"cumulative"``) and ``alpha`` (Rényi order, default 1 = Shannon);
+* ``path_every`` — evaluate a path entropy every k-th step (default 20), its stored gradient
+  reused in between (:class:`entropic_ae.paths.PathEntropyTerm`);
+* ``optimizer`` — ``"adam"`` (default: the regulariser's gradient inside Adam's normalised
+  step), ``"decoupled"`` (Adam on the MSE; the regulariser as a separate plain gradient step,
+  :math:`\\theta \\leftarrow \\theta - \\eta\\lambda\\nabla R`, as AdamW decouples weight
+  decay) or ``"sgd"`` (SGD with momentum 0.9 on the whole loss);
+* ``parent`` and ``prune`` — a fine-tuning run: train ``parent`` (a RunConfig), remove the
+  units of its layer ``layer`` that are inactive by the ablation measure (``prune`` is its
+  threshold, e.g. 0.01), then train the smaller network with this config's objective.
+
+Measurement options (``RunConfig.measure``): ``n_test`` (test images, default 10000),
+``layers`` (hidden layers to analyse, default all), ``ablation_images`` (default 2000),
+``variance_threshold`` (default 0.01).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from entropic_ae import losses
+from entropic_ae.compactifier import effective_units, incoming_activity, outgoing_activity
+from entropic_ae.experiments.config import RunConfig
+from entropic_ae.experiments.context import RunContext, Trained, images
+from entropic_ae.metrics import active_units, per_class_mse, reconstruction_mse, unit_ablation
+from entropic_ae.models.mlp import MLPAutoencoder, prune
+from entropic_ae.paths import PathEntropyTerm, effective_nodes, linear_params
+from entropic_ae.training import set_seed, train
+
+__all__ = ["OBJECTIVES", "OPTIMIZERS", "fit", "measure"]
+
+OBJECTIVES = ("plain", "compactifier", "path")
+OPTIMIZERS = ("adam", "decoupled", "sgd")
+
+
+def _option(config: RunConfig, name: str, kinds: tuple[type, ...], default: Any = None) -> Any:
+    value = config.option(name, default)
+    if value is None or not isinstance(value, kinds) or isinstance(value, bool):
+        raise ValueError(f"{config.slug}: option {name!r} must be "
+                         f"{' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    return value
+
+
+def _objective(config: RunConfig, model: MLPAutoencoder
+               ) -> tuple[losses.LossFn, dict[str, float], PathEntropyTerm | None]:
+    """The loss function, its weights and (for path objectives) the term to attach."""
+    objective = config.option("objective", "plain")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"{config.slug}: objective must be one of {OBJECTIVES}, got "
+                         f"{objective!r}")
+    w_mse = float(_option(config, "w_mse", (int, float), 1.0))
+    if objective == "plain":
+        return losses.mse, {"mse": w_mse}, None
+    w_reg = float(_option(config, "w_reg", (int, float)))
+    alpha = float(_option(config, "alpha", (int, float), 1.0))
+    if objective == "compactifier":
+        layer = int(_option(config, "layer", (int,)))
+        variant = _option(config, "variant", (str,), "both")
+        return (losses.compactifier_objective(layer, variant, alpha),
+                {"mse": w_mse, "entropy": w_reg}, None)
+    term = PathEntropyTerm(every=int(_option(config, "path_every", (int,), 20)), alpha=alpha)
+    return losses.path_entropy_objective(term), {"mse": w_mse, "path_entropy": w_reg}, term
+
+
+def _base_model(config: RunConfig, ctx: RunContext) -> MLPAutoencoder:
+    parent = config.option("parent")
+    if parent is None:
+        set_seed(config.seed)  # the same initial weights for the same architecture and seed
+        return MLPAutoencoder(list(_option(config, "layer_sizes", (tuple,))),
+                              image_shape=(1, 28, 28))
+    if not isinstance(parent, RunConfig) or parent.family != "mlp":
+        raise ValueError(f"{config.slug}: option 'parent' must be an mlp RunConfig")
+    source = fit(parent, ctx).model
+    layer = int(_option(config, "layer", (int,)))
+    threshold = float(_option(config, "prune", (int, float)))
+    x, _ = images(parent, "train", ctx)
+    sample = x[:2000].to(ctx.device)
+    rise = unit_ablation(lambda v: source.encode(v, layer),
+                         lambda h: source.decode_from(h, layer), sample)
+    quiet = [int(i) for i in torch.nonzero(rise <= threshold).flatten()]
+    pruned, _ = prune(source, sample, layers=[layer], remove={layer: quiet})
+    return pruned
+
+
+def fit(config: RunConfig, ctx: RunContext) -> Trained:
+    """Train (or load from its checkpoint) the MLP autoencoder of ``config``."""
+    model = _base_model(config, ctx)
+    loss_fn, weights, term = _objective(config, model)
+    optimizer = config.option("optimizer", "adam")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"{config.slug}: optimizer must be one of {OPTIMIZERS}, got "
+                         f"{optimizer!r}")
+    make_opt = None
+    if optimizer == "sgd":
+        def make_opt(params):  # noqa: E306
+            return torch.optim.SGD(params, lr=config.lr, momentum=0.9)
+    elif optimizer == "decoupled":
+        loss_fn, make_opt = losses.decoupled(loss_fn, weights, config.lr)
+    if term is not None and optimizer != "decoupled":
+        inner = make_opt
+
+        def make_opt(params):  # noqa: E306
+            base = (inner(params) if inner is not None else
+                    torch.optim.Adam(params, lr=config.lr, fused=ctx.device.type in
+                                     ("cpu", "cuda")))
+            return term.attach(base)
+
+    x, _ = images(config, "train", ctx)
+    path = ctx.cache.checkpoint(config)
+    resumed = ctx.cache.start_from_shorter(config)
+    history = train(model, loss_fn, x, epochs=config.epochs, weights=weights, lr=config.lr,
+                    batch_size=config.batch_size, seed=config.seed, device=ctx.device,
+                    checkpoint=path, progress=ctx.progress, optimizer=make_opt,
+                    callback=(lambda epoch, h: term.reset()) if term is not None else None,
+                    desc=config.slug)
+    return Trained(model, history, {"checkpoint": path}, resumed_from=resumed)
+
+
+@torch.no_grad()
+def measure(config: RunConfig, trained: Trained, ctx: RunContext) -> dict[str, Any]:
+    """Test MSE, and per analysed hidden layer: active units by ablation (a unit is active when
+    setting it to its mean over test images raises the reconstruction error by more than 1 %),
+    the old variance count, and the effective nodes of the weight path mass; for the
+    compactifier's layer the effective units of its activities and their inactive shares."""
+    model: MLPAutoencoder = trained.model.eval()
+    x_test, y_test = images(config, "test", ctx, limit=config.measure_option("n_test", 10000))
+    hidden = list(range(1, model.num_layers))
+    layers = list(config.measure_option("layers", hidden))
+    sample = x_test[: config.measure_option("ablation_images", 2000)].to(ctx.device)
+    threshold = float(config.measure_option("variance_threshold", 0.01))
+    ws, bs = linear_params(model)
+    path_nodes = effective_nodes(ws, bs).tolist()
+    out: dict[str, Any] = {
+        "test_mse": reconstruction_mse(model, x_test),
+        "per_class_mse": [per_class_mse(model, x_test, y_test).get(c, math.nan)
+                          for c in range(10)],
+        "layers": layers,
+        "widths": [model.layer_sizes[l] for l in layers],
+        "active_units": [], "active_units_variance": [], "effective_nodes": [],
+    }
+    for l in layers:
+        rise = unit_ablation(lambda v, l=l: model.encode(v, l),
+                             lambda h, l=l: model.decode_from(h, l), sample)
+        codes = model.encode(x_test.to(ctx.device), l)
+        out["active_units"].append(int((rise > 0.01).sum()))
+        out["active_units_variance"].append(active_units(codes.cpu(), threshold))
+        out["effective_nodes"].append(float(path_nodes[l]))
+    layer = config.option("layer")
+    if isinstance(layer, int) and 1 <= layer < model.num_layers:
+        into, out_of = model.linears[layer - 1], model.linears[layer]
+        a_in, a_out = incoming_activity(into).cpu(), outgoing_activity(out_of, into.bias).cpu()
+        rise = unit_ablation(lambda v: model.encode(v, layer),
+                             lambda h: model.decode_from(h, layer), sample).cpu()
+        inactive = rise <= 0.01
+        out.update(eff_in=effective_units(a_in), eff_out=effective_units(a_out),
+                   inactive_share_in=float(a_in[inactive].sum() / a_in.sum()),
+                   inactive_share_out=float(a_out[inactive].sum() / a_out.sum()),
+                   layer_active_units=int((~inactive).sum()))
+    return out

@@ -1,0 +1,87 @@
+"""run_grid on a Dask LocalCluster: the same records as in-process, faults contained.
+
+One two-worker cluster serves the whole module (starting one takes seconds). The scheduler
+gives a task that killed its worker no second chance (``allowed-failures = 0``), so a kill
+shows up as a failed run instead of a silent retry.
+"""
+
+import dask
+import pytest
+
+from entropic_ae.experiments import GridError, RunConfig, grid, run_grid
+
+pytestmark = pytest.mark.slow
+
+TOY = RunConfig.make("toy", "lin", n_train=256, epochs=2, batch_size=32, lr=1e-2)
+COLUMNS = ["seed", "mse", "first_weight", "train_seconds"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=50)
+        client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_parallel_equals_serial_bit_for_bit(tmp_path, client):
+    configs = grid(TOY, seed=[0, 1, 2, 3])
+    mlp = RunConfig.make("mlp", "plain", n_train=300, epochs=1, batch_size=50,
+                         layer_sizes=[784, 8, 784], measure={"n_test": 100,
+                                                             "ablation_images": 50})
+    configs += [mlp, mlp.replace(seed=1)]
+    serial = run_grid(configs, "serial", cache_dir=tmp_path / "serial", progress=False)
+    parallel = run_grid(configs, client, cache_dir=tmp_path / "parallel", progress=False)
+    for column in ("mse", "first_weight", "test_mse"):
+        assert serial[column].equals(parallel[column]), column
+    assert not parallel["cached"].any() and parallel["error"].isna().all()
+
+
+def test_a_failing_config_is_reported_and_the_rest_completes(tmp_path, client):
+    bad = TOY.replace(options={"fault": "raise"})
+    configs = [TOY, bad, TOY.replace(seed=5)]
+    with pytest.raises(GridError) as info:
+        run_grid(configs, client, cache_dir=tmp_path, progress=False)
+    message = str(info.value)
+    assert "1 of 3 runs failed" in message and "'fault': 'raise'" in message
+    assert "asked to fail" in message
+    with pytest.warns(UserWarning, match="1 of 3 runs failed"):
+        table = run_grid(configs, client, cache_dir=tmp_path, errors="report", progress=False)
+    assert table["cached"].eq(True).tolist() == [True, False, True]
+    assert table["error"].notna().tolist() == [False, True, False]
+
+
+def test_a_killed_worker_loses_nothing_and_the_rerun_finishes(tmp_path, client):
+    victim = TOY.replace(seed=9, options={"fault": f"kill-once:{tmp_path / 'killed'}"})
+    configs = [*grid(TOY, seed=[10, 11, 12]), victim]
+    with pytest.warns(UserWarning, match="1 of 4 runs failed"):
+        first = run_grid(configs, client, cache_dir=tmp_path / "cache", errors="report",
+                         progress=False)
+    assert (tmp_path / "killed").exists()
+    assert first["error"].notna().tolist() == [False, False, False, True]
+    assert "KilledWorker" in first["error"].iloc[3]
+    again = run_grid(configs, client, cache_dir=tmp_path / "cache", progress=False)
+    assert again["cached"].tolist() == [True, True, True, False]
+    assert again["error"].isna().all()
+    assert again[COLUMNS].iloc[:3].equals(first[COLUMNS].iloc[:3])
+
+
+def test_a_cached_grid_needs_no_cluster(tmp_path):
+    configs = grid(TOY, seed=[0, 1])
+    run_grid(configs, "serial", cache_dir=tmp_path, progress=False)
+    table = run_grid(configs, "tcp://127.0.0.1:9", cache_dir=tmp_path, progress=False)
+    assert table["cached"].all()
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(TypeError, match="RunConfig"):
+        run_grid([TOY, "not a config"], "serial", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="errors"):
+        run_grid([TOY], "serial", cache_dir=tmp_path, errors="ignore")
+    with pytest.raises(TypeError, match="client"):
+        run_grid([TOY], 42, cache_dir=tmp_path)
