@@ -2,7 +2,8 @@
 
 Where the runs go (``client``):
 
-* ``None`` (default): the scheduler at ``$ENTROPIC_AE_SCHEDULER`` if that is set, else a
+* ``None`` (default): the scheduler at ``$ENTROPIC_AE_SCHEDULER`` if that is set (the value
+  ``serial`` means in-process, as :mod:`entropic_ae.sweep` sets it for the chapters it runs), else a
   :class:`distributed.LocalCluster` on this machine with one worker *process* per core and one
   torch thread per worker (on two cores, two one-thread processes train about twice as fast
   as one process with two threads). On a machine with CUDA GPUs it has one worker per GPU,
@@ -161,6 +162,8 @@ def run_grid(configs: Sequence[RunConfig], client: Any = None, *,
         raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
     if client is not None and client != "serial" and isinstance(client, str) and not client:
         raise ValueError("client must be a non-empty scheduler address")
+    if client is None:
+        client = os.environ.get(SCHEDULER_ENV, "").strip() or None
     unique = _unique(configs)
     cache = resolve_cache(cache_dir)
     cache_dir = str(cache.root)
