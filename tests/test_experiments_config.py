@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from entropic_ae.experiments import config as config_module
-from entropic_ae.experiments.config import RunConfig, grid
+from entropic_ae.experiments.config import RunConfig, find, grid
 
 BASE = RunConfig.make("conv", "EAE", dataset="mnist", n_train=500, epochs=3, batch_size=100,
                       lr=1e-3, seed=0, width=0.0625, latent_dim=16,
@@ -112,3 +112,13 @@ def test_bad_options():
         RunConfig.make("toy", "lin", fn=print)
     with pytest.raises(ValueError, match="not a RunConfig"):
         RunConfig.from_dict({"family": "toy"})
+
+
+def test_find_picks_exactly_one():
+    configs = grid(BASE, model=["EAE", "BN-AE"], seed=[0, 1])
+    assert find(configs, model="BN-AE", seed=1) is configs[3]
+    assert find(configs, model="EAE", seed=0, width=0.0625) is configs[0]
+    with pytest.raises(LookupError, match="2 configs"):
+        find(configs, model="EAE")
+    with pytest.raises(LookupError, match="0 configs"):
+        find(configs, model="EAE", seed=0, spectral_norm=True)

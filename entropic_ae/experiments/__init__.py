@@ -21,7 +21,7 @@ A chapter describes its runs as configs, hands them to :func:`run_grid`, and get
 
 from entropic_ae.experiments.cache import CorruptRunError, RunCache
 from entropic_ae.experiments.cluster import SCHEDULER_ENV, GridError, run_grid, shutdown
-from entropic_ae.experiments.config import CACHE_VERSION, RunConfig, grid
+from entropic_ae.experiments.config import CACHE_VERSION, RunConfig, find, grid
 from entropic_ae.experiments.runner import fit, load_model
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "GridError",
     "RunCache",
     "RunConfig",
+    "find",
     "fit",
     "grid",
     "load_model",

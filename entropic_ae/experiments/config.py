@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["CACHE_VERSION", "FAMILIES", "RunConfig", "grid"]
+__all__ = ["CACHE_VERSION", "FAMILIES", "RunConfig", "find", "grid"]
 
 #: Part of every key: bump when the package's training results change.
 CACHE_VERSION = 1
@@ -255,3 +255,17 @@ def grid(base: RunConfig, **axes: Iterable[Any]) -> list[RunConfig]:
         configs = [c.replace(**({name: v} if name in fields else {"options": {name: v}}))
                    for c in configs for v in values]
     return configs
+
+
+def find(configs: Iterable[RunConfig], **criteria: Any) -> RunConfig:
+    """The one config among ``configs`` whose fields and options equal ``criteria``
+    (``find(runs, dataset="mnist", model="EAE", seed=0)``); a field or option the criteria
+    name as None must be absent. Raises ``LookupError`` unless exactly one matches."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    wanted = {k: _freeze(v, k) for k, v in criteria.items()}
+    matches = [c for c in configs
+               if all((getattr(c, k) if k in fields else c.option(k)) == v
+                      for k, v in wanted.items())]
+    if len(matches) != 1:
+        raise LookupError(f"{len(matches)} configs match {criteria} (expected exactly one)")
+    return matches[0]

@@ -7,19 +7,21 @@ options: ``width`` (channel multiplier, default 1), ``latent_dim`` (default 16),
 ``second_batch_size`` (the two-stage VAE's second stage; defaults: ``epochs`` and 64).
 
 Measurement options: ``n_test`` (test images for the reconstruction error and the Fréchet
-reference set, default 5000), ``n_samples`` (generated images per sampler, default 5000),
+reference set, default 2000), ``n_samples`` (generated images per sampler, default 2000),
 ``gmm_components`` (default 10), ``kl_codes`` (codes for the Gaussianity scores, default
-2000), ``bootstrap`` (resamples for the Fréchet distance's spread, default 20),
+2000), ``bootstrap`` (resamples for the Fréchet distance's spread, default 10),
 ``feature_epochs`` / ``feature_limit`` (the LeNet feature network, defaults 2 / all images),
-``ablation_images`` (default 1000).
+``ablation_images`` (default 256).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from entropic_ae.experiments.config import RunConfig
@@ -37,8 +39,10 @@ from entropic_ae.models.lenet import feature_network
 from entropic_ae.models.zoo import CONV_MODEL_NAMES, CV_VAE_SIGMA, build_conv_model
 from entropic_ae.sampling import decode, encode, fit_gmm, sample_gmm, sample_normal
 from entropic_ae.training import set_seed, train
+from entropic_ae.verdicts import claim_row, decide
 
-__all__ = ["fit", "measure", "posterior_codes", "prior_codes"]
+__all__ = ["SAMPLERS", "fit", "measure", "paper_claims", "posterior_codes", "prior_codes",
+           "sampler_rows"]
 
 
 def _spec(config: RunConfig, shape: tuple[int, int, int]):
@@ -152,9 +156,9 @@ def measure(config: RunConfig, trained: Trained, ctx: RunContext) -> dict[str, A
     name, model = config.model, trained.model.eval()
     seed = config.seed
     x_train, _ = images(config, "train", ctx)
-    x_test, _ = images(config, "test", ctx, limit=config.measure_option("n_test", 5000))
-    n_samples = int(config.measure_option("n_samples", 5000))
-    resamples = int(config.measure_option("bootstrap", 20))
+    x_test, _ = images(config, "test", ctx, limit=config.measure_option("n_test", 2000))
+    n_samples = int(config.measure_option("n_samples", 2000))
+    resamples = int(config.measure_option("bootstrap", 10))
     codes = encode(model, x_train)
     gmm = fit_gmm(codes, n_components=int(config.measure_option("gmm_components", 10)),
                   seed=seed)
@@ -173,9 +177,84 @@ def measure(config: RunConfig, trained: Trained, ctx: RunContext) -> dict[str, A
     kl_codes = int(config.measure_option("kl_codes", 2000))
     drawn = posterior_codes(name, model, x_train[:kl_codes], ctx, seed)
     out["kl_to_normal"] = kl_to_standard_normal(drawn)
-    sample = x_test[: int(config.measure_option("ablation_images", 1000))].to(ctx.device)
+    sample = x_test[: int(config.measure_option("ablation_images", 256))].to(ctx.device)
     rise = unit_ablation(model.encode, model.decode, sample)
     out["active_units"] = int((rise > 0.01).sum())
     pre = encode(model, x_train[:kl_codes], pre_norm=True)
     out["active_units_variance"] = active_units(pre, 0.01)
     return out
+
+
+#: The samplers of the results table: its column suffix and the label used in the book.
+SAMPLERS = {"normal": "N(0,I)", "gmm": "GMM"}
+
+
+def sampler_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The grid's table (one row per run) as one row per run and sampler: columns
+    ``sampler`` (:data:`SAMPLERS` labels), ``frechet_distance`` and ``frechet_sd`` (the
+    bootstrap spread) replace ``fd_normal``, ``fd_gmm`` and their ``_sd`` columns."""
+    missing = [c for k in SAMPLERS for c in (f"fd_{k}", f"fd_{k}_sd") if c not in table.columns]
+    if missing:
+        raise ValueError(f"the table lacks the columns {missing}; is it a conv grid's table?")
+    parts = []
+    for key, label in SAMPLERS.items():
+        part = table.drop(columns=[c for k in SAMPLERS for c in (f"fd_{k}", f"fd_{k}_sd")])
+        part.insert(2, "sampler", label)
+        part["frechet_distance"] = table[f"fd_{key}"].to_numpy()
+        part["frechet_sd"] = table[f"fd_{key}_sd"].to_numpy()
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _claims_for(rows: pd.DataFrame, dataset: str, models: Sequence[str]
+                ) -> list[dict[str, Any]]:
+    here = rows[rows["dataset"] == dataset]
+    have = set(here["model"])
+    out = []
+
+    def add(claim: str, better: dict, worse: dict, value: str, lower: bool = True) -> None:
+        out.append(claim_row(here, claim, better, worse, value, lower, dataset=dataset))
+
+    prior = {"sampler": "N(0,I)"}
+    gmm = {"sampler": "GMM"}
+    if "EAE" in have:
+        for rival in ("VAE", "CV-VAE", "WAE-MMD", "2SVAE", "BN-AE", "AE"):
+            if rival in have:
+                add(f"EAE beats {rival} with N(0,I)", {"model": "EAE", **prior},
+                    {"model": rival, **prior}, "frechet_distance")
+        for rival in ("RAE", "RAE-L2", "RAE-GP", "RAE-SN", "AE", "AE-L2", "BN-AE"):
+            if rival in have:
+                add(f"EAE beats {rival} with GMM", {"model": "EAE", **gmm},
+                    {"model": rival, **gmm}, "frechet_distance")
+        if "BN-AE" in have:
+            add("EAE codes closer to N(0,I) than BN-AE codes", {"model": "EAE", **prior},
+                {"model": "BN-AE", **prior}, "kl_to_normal")
+    for name in models:
+        if name in have:
+            add(f"GMM improves {name}", {"model": name, **gmm}, {"model": name, **prior},
+                "frechet_distance")
+    if {"EAE", "EAE-MB"} <= have:
+        add("EAE-MB beats EAE with N(0,I)", {"model": "EAE-MB", **prior},
+            {"model": "EAE", **prior}, "frechet_distance")
+        add("EAE-MB codes closer to N(0,I) than EAE codes", {"model": "EAE-MB", **prior},
+            {"model": "EAE", **prior}, "kl_to_normal")
+        mb = here[(here["model"] == "EAE-MB") & (here["sampler"] == "N(0,I)")]
+        eae = here[(here["model"] == "EAE") & (here["sampler"] == "N(0,I)")]
+        d = decide(mb["recon_mse"], 1.1 * eae["recon_mse"].to_numpy())
+        out.append({"claim": "EAE-MB reconstructs within 10 % of EAE", "dataset": dataset,
+                    "verdict": d.verdict, "effect": d.effect, "spread": d.spread,
+                    "mean_better": d.mean_a, "mean_worse": d.mean_b / 1.1,
+                    "seeds": min(d.n_a, d.n_b)})
+    return out
+
+
+def paper_claims(rows: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """The claims of the EAE paper's Table 1 (and the book's own about EAE-MB), decided by the
+    book's rule (:mod:`entropic_ae.verdicts`) on one row per dataset × model × sampler × seed
+    (:func:`sampler_rows` of the main grid): columns ``claim, dataset, verdict, effect,
+    spread``, then the two means and the number of seeds. "Better" is a lower Fréchet
+    distance, a lower KL divergence, a lower reconstruction error."""
+    claims = [c for dataset in dict.fromkeys(rows["dataset"])
+              for c in _claims_for(rows, dataset, models)]
+    return pd.DataFrame(claims, columns=["claim", "dataset", "verdict", "effect", "spread",
+                                         "mean_better", "mean_worse", "seeds"])

@@ -40,6 +40,7 @@ __all__ = [
     "ConvGenerativeModel",
     "build_conv_model",
     "reference_weights",
+    "settings_table",
 ]
 
 #: The systems, in the order of the book's tables.
@@ -219,3 +220,31 @@ def build_conv_model(name: str, image_shape: tuple[int, int, int] = (1, 28, 28),
     return ConvGenerativeModel(
         name, model, _loss(name, merged, k), merged, prior_sampling=name in PRIOR_MODELS,
         second_stage=losses.two_stage_second_loss if name == "2SVAE" else None)
+
+
+_BOTTLENECK = {"BN-AE": "batch norm", "EAE": "batch norm", "VAE": "z = μ + σ ⊙ ε",
+               "CV-VAE": "z = E(x) + σ₀ ε", "2SVAE": "z = μ + σ ⊙ ε"}
+_TERMS = {"decoder_l2": "λ‖W_D‖²", "neg_entropy": "−β Ĥ_KL(z)", "kl": "β KL",
+          "mmd": "λ MMD²(z, N(0, I))", "code_l2": "β ½‖z‖²", "decoder_gp": "λ ‖∇_z‖D(z)‖²‖²",
+          "nll": "−log N(x; D(z), γI)"}
+
+
+def settings_table(dataset: str = "mnist"):
+    """The systems' settings as a table (pandas): bottleneck, regularisers with their weights
+    in the book's scale, and where the weights come from (:data:`SOURCES`)."""
+    import pandas as pd
+
+    rows = []
+    for name in CONV_MODEL_NAMES:
+        weights = {k: v for k, v in reference_weights(name, dataset).items() if k != "recon"}
+        if name == "2SVAE":
+            terms = "learned γ; second VAE on the codes"
+        elif not weights:
+            terms = "none"
+        else:
+            terms = ", ".join(f"{_TERMS[k]}: {v:g}" for k, v in weights.items())
+        rows.append({"model": name, "bottleneck": _BOTTLENECK.get(name, "linear"),
+                     "regularisers (weight)": terms + (" + spectral norm of D"
+                                                       if name == "RAE-SN" else ""),
+                     "reference and conversion": SOURCES[name]})
+    return pd.DataFrame(rows).set_index("model")
