@@ -17,6 +17,10 @@ the *same raw files* from offline sources, after which torchvision loads them as
 When every route fails, :class:`DataUnavailableError` says what was tried, why each attempt
 failed, and which files to put where by hand.
 
+Every load of MNIST/Fashion-MNIST checks the raw files against the originals' MD5s (once; a
+stamp file next to them remembers the result) and the loaded arrays; damaged or foreign files
+raise :class:`DataCorruptedError`, which names them and says how to repair the folder.
+
 Data root
 ---------
 Functions take a ``root`` folder, the one handed to torchvision (``<root>/MNIST/raw/...``,
@@ -44,6 +48,7 @@ until a function is called.
 from entropic_ae.data.layout import (
     DATA_ROOT_ENV,
     DATASETS,
+    DataCorruptedError,
     DataUnavailableError,
     decode_idx,
     default_data_root,
@@ -51,6 +56,7 @@ from entropic_ae.data.layout import (
     is_available,
     read_idx,
     verify_idx_arrays,
+    verify_raw_files,
     write_idx,
 )
 from entropic_ae.data.load import load_images
@@ -59,6 +65,7 @@ from entropic_ae.data.provision import ensure_dataset, main, mnist_arrays_from_p
 __all__ = [
     "DATASETS",
     "DATA_ROOT_ENV",
+    "DataCorruptedError",
     "DataUnavailableError",
     "decode_idx",
     "default_data_root",
@@ -70,5 +77,6 @@ __all__ = [
     "mnist_arrays_from_pickle",
     "read_idx",
     "verify_idx_arrays",
+    "verify_raw_files",
     "write_idx",
 ]

