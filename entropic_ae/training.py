@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import random
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -306,20 +307,17 @@ class _Batches:
             )
 
     def fingerprint(self) -> str:
+        """Shape, dtype and SHA-256 of the tensor's bytes in sample order (any change of an
+        element or of the order changes it); a Dataset is known by its type and length only."""
         if self.tensor is None:
             return f"{type(self.dataset).__name__} of {self.n} items"
-        x = self.tensor.reshape(self.n, -1)
-        acc = torch.float32 if x.device.type == "mps" else torch.float64
-        total = weighted = squares = 0.0
-        for i in range(0, self.n, 4096):  # chunks: no full-size float64 copy
-            chunk = x[i : i + 4096].to(acc)
-            row = chunk.sum(1)
-            order = torch.arange(i + 1, i + 1 + chunk.shape[0], device=x.device, dtype=acc)
-            total += row.sum().item()
-            weighted += (row * order / self.n).sum().item()
-            squares += chunk.square().sum().item()
+        digest = hashlib.sha256()
+        row_bytes = max(1, self.tensor[:1].numel() * self.tensor.element_size())
+        rows = max(1, (1 << 24) // row_bytes)  # chunks of about 16 MB: no full-size copy
+        for i in range(0, self.n, rows):
+            digest.update(_tensor_bytes(self.tensor[i : i + rows]))
         return (f"tensor {tuple(self.tensor.shape)} {self.tensor.dtype} "
-                f"{total:.6g} {weighted:.6g} {squares:.6g}")
+                f"sha256 {digest.hexdigest()}")
 
     def __call__(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
         perm = torch.randperm(self.n, generator=generator)
@@ -340,6 +338,13 @@ class _Batches:
             yield x.to(self.device, non_blocking=True)
 
 
+def _tensor_bytes(t: torch.Tensor) -> np.ndarray:
+    """The bytes of ``t``'s elements in row-major order, on the CPU (a uint8 array, no copy
+    when ``t`` is already a contiguous CPU tensor)."""
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
+
+
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """CPU generator for epoch ``epoch``'s shuffle, seeded from ``(seed, epoch)`` only."""
     state = np.random.SeedSequence([seed % 2**64, epoch]).generate_state(2, dtype=np.uint32)
@@ -348,7 +353,10 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 # --- Checkpoints ---------------------------------------------------------------------------------
 
-_CHECKPOINT_FORMAT = 1
+#: Format 2 added the SHA-256 of the content and a byte-exact data fingerprint.
+_CHECKPOINT_FORMAT = 2
+_CHECKPOINT_KEYS = ("format", "epoch", "model", "optimizer", "history", "rng", "fingerprint",
+                    "sha256")
 
 
 def _get_rng_state() -> dict[str, Any]:
@@ -401,26 +409,78 @@ def _fingerprint(model: nn.Module, opt: Optimizer, batch_size: int, seed: int,
     }
 
 
+def _hash_into(digest: Any, obj: object) -> None:
+    """Feed ``obj`` (nested dicts, lists, tuples, tensors, numbers, strings, None) into
+    ``digest`` unambiguously: a type tag, then the length or the value (tensors: dtype, shape
+    and bytes)."""
+    if isinstance(obj, torch.Tensor):
+        digest.update(f"T{obj.dtype}{tuple(obj.shape)};".encode())
+        digest.update(_tensor_bytes(obj))
+    elif isinstance(obj, Mapping):
+        digest.update(f"D{len(obj)};".encode())
+        for key in sorted(obj, key=repr):
+            _hash_into(digest, key)
+            _hash_into(digest, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)};".encode())
+        for item in obj:
+            _hash_into(digest, item)
+    elif obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        digest.update(f"{type(obj).__name__}:{obj!r};".encode())
+    else:
+        raise TypeError(f"cannot checksum a {type(obj).__name__} in a checkpoint")
+
+
+def _content_sha256(state: Mapping[str, Any]) -> str:
+    """SHA-256 of everything in a checkpoint except its stored checksum."""
+    digest = hashlib.sha256()
+    _hash_into(digest, {k: v for k, v in state.items() if k != "sha256"})
+    return digest.hexdigest()
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then ``os.replace`` (atomic)."""
+    """``torch.save`` of ``state`` plus its SHA-256 to a temporary file of its own next to
+    ``path``, then ``os.replace`` (atomic: readers and concurrent writers never see a partial
+    file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    state = {**state, "sha256": _content_sha256(state)}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """The checkpoint at ``path``, after checking its format, its keys and its SHA-256;
+    ValueError naming the file (and telling to delete it) for anything else."""
+    retrain = "delete it to retrain (or choose another checkpoint path)"
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the path in the message
-        raise ValueError(f"could not read checkpoint {path}: {err}; delete it to retrain") from err
-    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"could not read checkpoint {path}: {err}; {retrain}") from err
+    fmt = state.get("format") if isinstance(state, dict) else None
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and 0 < fmt < _CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} has format {fmt}, written by an older version of "
+                         f"entropic_ae; this version reads format {_CHECKPOINT_FORMAT} (with a "
+                         f"checksum and an exact data fingerprint): {retrain}")
+    if fmt != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a checkpoint written by entropic_ae.training.train "
-                         f"(format {_CHECKPOINT_FORMAT}); delete it or choose another path")
+                         f"(format {_CHECKPOINT_FORMAT}): {retrain}")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {', '.join(missing)}: it is incomplete or "
+                         f"was not written by entropic_ae.training.train; {retrain}")
+    try:
+        actual = _content_sha256(state)
+    except TypeError as err:
+        raise ValueError(f"checkpoint {path} holds unexpected content ({err}); {retrain}") from err
+    if actual != state["sha256"]:
+        raise ValueError(f"checkpoint {path} is corrupted: its content does not match the "
+                         f"SHA-256 checksum stored in it (damaged on disk or edited), so it "
+                         f"was not used: {retrain}")
     return state
 
 
@@ -429,11 +489,14 @@ def checkpoint_path(directory: str | Path, name: str, **config: Any) -> Path:
 
     Use the parameters a run depends on as ``config`` so that different settings get different
     files: ``checkpoint_path(results_dir, "mlp_ec", epochs=..., lam=0.3, limit=limit)``. (Leave
-    ``epochs`` out to let a longer run resume a shorter one.)
+    ``epochs`` out to let a longer run resume a shorter one.) The hash also covers the checkpoint
+    format, so checkpoints of an older format get other names and are retrained, not reused.
     """
     if not isinstance(name, str) or not name or os.sep in name:
         raise ValueError(f"name must be a non-empty file-name stem, got {name!r}")
-    text = repr(sorted((str(k), repr(v)) for k, v in config.items()))
+    # the checkpoint format is part of the name: files of an older format are not reused
+    text = f"format {_CHECKPOINT_FORMAT}: " + repr(sorted((str(k), repr(v))
+                                                          for k, v in config.items()))
     digest = hashlib.sha1(text.encode()).hexdigest()[:10]
     return Path(directory) / f"{name}-{digest}.pt"
 
@@ -507,12 +570,15 @@ def train(
     Reproducibility: a fresh run calls :func:`set_seed` ``(seed)``; epoch ``e`` is shuffled by its
     own generator seeded from ``(seed, e)``. With ``checkpoint``, the model, optimiser, history,
     all RNG states and a fingerprint of the configuration (model parameter shapes, optimiser,
-    batch size, seed, data) are written atomically after every epoch. If the file exists, training
-    resumes from it, so an interrupted run ends bit-identical (on the CPU) to an uninterrupted
-    one, and a run whose checkpoint has already reached ``epochs`` returns the stored history at
-    once (loading the weights into ``model``). ``epochs`` is not part of the fingerprint: asking
-    for more epochs continues training. A checkpoint written for another configuration raises
-    ``ValueError``.
+    batch size, seed, data: a tensor's shape, dtype and SHA-256 of its bytes in order, a
+    Dataset's type and length) are written atomically after every epoch, with the SHA-256 of
+    that content. If the file exists, training resumes from it, so an interrupted run ends
+    bit-identical (on the CPU) to an uninterrupted one, and a run whose checkpoint has already
+    reached ``epochs`` returns the stored history at once (loading the weights into ``model``).
+    ``epochs`` is not part of the fingerprint: asking for more epochs continues training. A
+    checkpoint written for another configuration, or one that is damaged (checksum mismatch),
+    incomplete, of an older format or not a checkpoint at all, raises ``ValueError`` naming the
+    file; it is never resumed from.
 
     ``callback(epoch, history)`` runs after each epoch (0-based ``epoch``); returning True stops
     training. Returns the :class:`History`; ``model`` is trained in place, moved to the device

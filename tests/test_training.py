@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -380,3 +386,156 @@ def test_seed_and_device_helpers():
     assert default_device("cpu") == torch.device("cpu")
     assert default_device("auto").type in {"cpu", "cuda", "mps"}
     assert math.isfinite(torch.rand(()).item())
+
+
+# --- checkpoint integrity ------------------------------------------------------------------------
+
+
+def _flip(path, start, count):
+    data = bytearray(path.read_bytes())
+    for i in range(start, start + count):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_in_a_checkpoint_are_refused_not_resumed(data, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    model, _ = run(data, 1, checkpoint=ckpt)
+    raw = ckpt.read_bytes()
+    weights = model.enc.weight.detach().numpy().tobytes()
+    start = raw.find(weights)
+    assert start > 0, "the weights are stored as raw bytes inside the zip"
+    good = ckpt.read_bytes()
+    for where, count in ((start, len(weights)), (len(raw) // 2 - 1000, 2000)):
+        ckpt.write_bytes(good)
+        _flip(ckpt, where, count)
+        fresh = make_model(5)
+        before = {k: v.clone() for k, v in fresh.state_dict().items()}
+        with pytest.raises(ValueError, match="delete it") as info:
+            train(fresh, loss_fn, data, epochs=2, checkpoint=ckpt, progress=False,
+                  device="cpu", batch_size=48)
+        assert str(ckpt) in str(info.value)
+        assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items()), \
+            "nothing of a corrupted checkpoint reaches the model"
+    ckpt.write_bytes(good)
+    _flip(ckpt, start, len(weights))
+    with pytest.raises(ValueError, match="checksum"):
+        run(data, 2, checkpoint=ckpt)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda x: x.flip(-1), lambda x: x.transpose(-1, -2), lambda x: x.flip(0),
+     lambda x: torch.cat([x[1:2], x[:1], x[2:]]),
+     lambda x: x.clone().index_put_((torch.tensor([100]),), x[100] + 1e-7)],
+    ids=["flip-pixels", "transpose", "reverse-order", "swap-two-samples", "one-element-1e-7"],
+)
+def test_the_data_fingerprint_sees_every_element_and_the_order(data, tmp_path, change):
+    ckpt = tmp_path / "run.pt"
+    run(data, 1, checkpoint=ckpt)
+    other = change(data)
+    assert other.shape == data.shape and not torch.equal(other, data)
+    with pytest.raises(ValueError, match="different data"):
+        run(other, 2, checkpoint=ckpt)
+    run(data.clone(), 2, checkpoint=ckpt)  # equal values, another tensor: accepted
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [({"format": 1}, "format 1"),
+     ({"format": 1, "epoch": 1, "model": {}, "fingerprint": {}}, "format 1"),
+     ({"format": "two"}, "not a checkpoint written by"),
+     ([1, 2, 3], "not a checkpoint written by")],
+)
+def test_old_or_foreign_checkpoints_are_refused_clearly(data, tmp_path, content, message):
+    ckpt = tmp_path / "old.pt"
+    torch.save(content, ckpt)
+    with pytest.raises(ValueError, match=message) as info:
+        run(data, 1, checkpoint=ckpt)
+    assert str(ckpt) in str(info.value) and "delete it" in str(info.value)
+
+
+def test_a_checkpoint_missing_keys_names_them(data, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    run(data, 1, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    for key in ("fingerprint", "sha256", "rng"):
+        partial = {k: v for k, v in state.items() if k != key}
+        torch.save(partial, ckpt)
+        with pytest.raises(ValueError, match=f"lacks.*{key}") as info:
+            run(data, 2, checkpoint=ckpt)
+        assert str(ckpt) in str(info.value) and "delete it" in str(info.value)
+
+
+def test_checkpoint_names_change_with_the_format():
+    from entropic_ae import training
+
+    name = checkpoint_path("results", "mlp", lam=0.3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "_CHECKPOINT_FORMAT", training._CHECKPOINT_FORMAT + 1)
+        assert checkpoint_path("results", "mlp", lam=0.3) != name
+
+
+KILLED_RUN = r"""
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[1])
+import test_training as t
+
+data = torch.rand(256, 1, 8, 8, generator=torch.Generator().manual_seed(123))
+
+def kill_after_two(epoch, history):
+    if epoch == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+t.run(data, 4, weights={"l1": t.linear_warmup(0.5, 3)}, checkpoint=sys.argv[2],
+      callback=kill_after_two)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_resume_after_sigkill_is_bit_identical(data, tmp_path, one_thread):
+    ckpt = tmp_path / "killed.pt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(Path(__file__).parent), str(ckpt)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    weights = {"l1": linear_warmup(0.5, 3)}
+    resumed, h_resumed = run(data, 4, weights=weights, checkpoint=ckpt, init=99)
+    straight, h_straight = run(data, 4, weights=weights)
+    _assert_same(straight, resumed)
+    assert h_resumed.terms == h_straight.terms
+
+
+def test_concurrent_writers_leave_a_valid_file(data, tmp_path):
+    from entropic_ae import training
+
+    ckpt = tmp_path / "shared.pt"
+    model, _ = run(data, 1, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    errors = []
+
+    def writer(seed):
+        try:
+            for epoch in range(8):
+                s = dict(state, epoch=epoch, history={"terms": {}, "weights": {},
+                                                      "epoch_seconds": [float(seed)]})
+                s["model"] = {k: v + seed for k, v in state["model"].items()}
+                training._save_checkpoint(ckpt, s)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    loaded = training._load_checkpoint(ckpt, torch.device("cpu"))  # checksum verified
+    seed = int(loaded["history"]["epoch_seconds"][0])
+    assert torch.equal(loaded["model"]["enc.weight"], state["model"]["enc.weight"] + seed)
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.pt"], "no temporary files left"
