@@ -27,6 +27,8 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from entropic_ae._checks import is_integer, is_real
+
 if TYPE_CHECKING:
     import pandas
 
@@ -40,19 +42,53 @@ __all__ = [
     "default_device",
     "evaluate",
     "linear_warmup",
+    "seeded",
     "set_seed",
     "steps",
     "train",
 ]
 
 
+def _check_seed(seed: object) -> int:
+    if not is_integer(seed):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return int(seed)
+
+
 def set_seed(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's random number generators (all devices)."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = _check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``factory()`` called with the global RNGs seeded as by :func:`set_seed` ``(seed)``: the
+    same seed builds the same initial weights. The RNG states (Python, NumPy, PyTorch CPU and
+    CUDA) are restored afterwards, so the call changes nothing else.
+
+    ``train(seeded(lambda: MLPAutoencoder(...), seed), ..., seed=seed)`` is the reproducible
+    way to train a model built outside :func:`train`; passing the factory itself to
+    :func:`train` does the same.
+    """
+    seed = _check_seed(seed)
+    if not callable(factory):
+        raise TypeError(f"factory must be a zero-argument callable returning a torch.nn.Module, "
+                        f"got {type(factory).__name__}")
+    py_state, np_state = random.getstate(), np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            set_seed(seed)
+            model = factory()
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"the model factory returned {type(model).__name__}, expected a "
+                        "torch.nn.Module")
+    return model
 
 
 def default_device(prefer: str | torch.device | None = "auto") -> torch.device:
@@ -92,7 +128,7 @@ Schedule = Callable[[int], float]
 
 
 def _check_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
@@ -100,11 +136,11 @@ def _check_number(name: str, value: object) -> float:
 
 
 def _check_epochs(name: str, value: object, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_integer(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -199,7 +235,7 @@ def _weight_at(name: str, schedule: Schedule, epoch: int) -> float:
     w = schedule(epoch)
     if isinstance(w, torch.Tensor) and w.numel() == 1:
         w = w.item()
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+    if not is_real(w) or not math.isfinite(w):
         raise ValueError(f"the schedule of {name!r} returned {w!r} at epoch {epoch}; "
                          "expected a finite number")
     return float(w)
@@ -215,12 +251,15 @@ class History:
     ``terms[name][e]`` is the mean over the samples of epoch ``e`` of the unweighted term
     ``name`` (each batch's value weighted by its size), ``terms["loss"]`` the same mean of the
     weighted total ``Σ_k w_k(e) · term_k`` that was minimised; ``weights[name][e]`` is
-    ``w_k(e)``; ``epoch_seconds[e]`` the wall-clock time of epoch ``e``.
+    ``w_k(e)``; ``epoch_seconds[e]`` the wall-clock time of epoch ``e``. :func:`train` sets
+    ``model`` to the trained model (the one it built, when given a factory); it takes no part in
+    comparisons or in :meth:`to_dict`.
     """
 
     terms: dict[str, list[float]] = field(default_factory=dict)
     weights: dict[str, list[float]] = field(default_factory=dict)
     epoch_seconds: list[float] = field(default_factory=list)
+    model: nn.Module | None = field(default=None, compare=False, repr=False)
 
     @property
     def epochs(self) -> int:
@@ -277,8 +316,42 @@ class History:
 # --- Data ----------------------------------------------------------------------------------------
 
 
+_FLOAT_HINT = ("convert it to floating point first, e.g. images as float32 in [0, 1]: "
+               "x.float() / 255")
+
+
+def _check_inputs(x: torch.Tensor, where: str, items: Sequence[int] | None = None) -> None:
+    """TypeError unless ``x`` is floating point; ValueError if it holds NaN or infinities
+    (naming how many and the first sample, or Dataset item, that holds one)."""
+    if not x.is_floating_point():
+        raise TypeError(f"{where} must be floating point, got {x.dtype}; {_FLOAT_HINT}")
+    n = x.shape[0] if x.dim() else 1
+    rows = max(1, (1 << 24) // max(1, x[:1].numel()))
+    for i in range(0, n, rows):
+        bad = ~torch.isfinite(x[i : i + rows].reshape(min(rows, n - i), -1))
+        if bad.any():
+            count = int((~torch.isfinite(x)).sum())
+            first = i + int(bad.any(1).nonzero()[0, 0])
+            which = f"sample {first}" if items is None else f"Dataset item {items[first]}"
+            raise ValueError(f"{where} hold {count} non-finite value(s) (NaN or infinite, first "
+                             f"in {which}); training on them turns the weights into NaN: "
+                             "remove or repair those samples first")
+
+
+def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each batch of an epoch; a final batch of one sample is merged into
+    the previous one (batch norm cannot normalise a single sample)."""
+    bounds = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 class _Batches:
-    """Shuffled mini-batches of inputs from a tensor (index slicing on the device) or a Dataset."""
+    """Shuffled mini-batches of inputs from a tensor (index slicing on the device) or a Dataset.
+
+    Inputs must be floating point and finite: a tensor is checked once here, a Dataset's
+    batches one by one before they are used."""
 
     def __init__(self, data: torch.Tensor | Dataset, batch_size: int, device: torch.device):
         if isinstance(data, TensorDataset):
@@ -289,7 +362,10 @@ class _Batches:
             if data.dim() < 1 or data.shape[0] == 0:
                 raise ValueError(f"data must hold at least one sample, got shape "
                                  f"{tuple(data.shape)}")
+            if not data.is_floating_point():
+                raise TypeError(f"data must be floating point, got {data.dtype}; {_FLOAT_HINT}")
             self.tensor: torch.Tensor | None = data.to(device)
+            _check_inputs(self.tensor, "data")
             self.dataset: Dataset | None = None
             self.n = data.shape[0]
         elif isinstance(data, Dataset):
@@ -321,21 +397,24 @@ class _Batches:
 
     def __call__(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
         perm = torch.randperm(self.n, generator=generator)
-        bs = self.batch_size
+        bounds = _batch_bounds(self.n, self.batch_size)
         if self.tensor is not None:
             perm = perm.to(self.device)
-            for i in range(0, self.n, bs):
-                yield self.tensor.index_select(0, perm[i : i + bs])
+            for start, stop in bounds:
+                yield self.tensor.index_select(0, perm[start:stop])
             return
+        index_lists = [perm[start:stop].tolist() for start, stop in bounds]
         # own generator: creating a DataLoader iterator must not draw from the global RNG
-        loader = DataLoader(self.dataset, batch_size=bs, sampler=perm.tolist(), num_workers=0,
+        loader = DataLoader(self.dataset, batch_sampler=index_lists, num_workers=0,
                             generator=torch.Generator().manual_seed(0))
-        for batch in loader:
+        for items, batch in zip(index_lists, loader, strict=True):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"the Dataset's items must be x or (x, y, ...) with x a tensor, "
                                 f"got batches of {type(x).__name__}")
-            yield x.to(self.device, non_blocking=True)
+            x = x.to(self.device, non_blocking=True)
+            _check_inputs(x, "the Dataset's inputs", items)
+            yield x
 
 
 def _tensor_bytes(t: torch.Tensor) -> np.ndarray:
@@ -543,7 +622,7 @@ def _adam(model: nn.Module, lr: float) -> Optimizer:
 
 
 def train(
-    model: nn.Module,
+    model: nn.Module | Callable[[], nn.Module],
     loss_fn: LossFn,
     data: torch.Tensor | Dataset,
     *,
@@ -567,6 +646,21 @@ def train(
     only logged. The optimiser is ``Adam(lr)`` (PyTorch's fused implementation where available)
     unless ``optimizer(params)`` builds another.
 
+    ``model`` is a module, or a zero-argument factory that builds one (e.g. the class, or
+    ``lambda: MLPAutoencoder(...)``): ``train`` then builds it with the RNGs seeded by ``seed``
+    (as :func:`seeded` does) and returns it as ``history.model``. **The seed does not reach a
+    model built before the call**: its initial weights come from whatever the RNGs held then,
+    so for two identical runs pass a factory, or build the model with ``seeded(factory, seed)``.
+
+    Batches: each epoch is a fresh permutation cut into batches of ``batch_size``; when the last
+    batch would hold a single sample (``n % batch_size == 1``), that sample joins the previous
+    batch, for every model alike (a batch-norm layer cannot normalise one sample). A model with
+    batch norm and a dataset of one sample, or ``batch_size=1``, is refused up front.
+
+    Data: inputs must be floating point (``TypeError`` otherwise: convert images to float in
+    [0, 1]) and finite; a tensor holding NaN or infinities is refused before the first step,
+    a Dataset's batch before it is used (``ValueError`` naming the sample or item).
+
     Reproducibility: a fresh run calls :func:`set_seed` ``(seed)``; epoch ``e`` is shuffled by its
     own generator seeded from ``(seed, e)``. With ``checkpoint``, the model, optimiser, history,
     all RNG states and a fingerprint of the configuration (model parameter shapes, optimiser,
@@ -581,19 +675,20 @@ def train(
     file; it is never resumed from.
 
     ``callback(epoch, history)`` runs after each epoch (0-based ``epoch``); returning True stops
-    training. Returns the :class:`History`; ``model`` is trained in place, moved to the device
-    and left in eval mode. A term whose epoch mean is NaN or infinite raises
-    ``FloatingPointError`` naming the term and the epoch (no checkpoint is written for it).
+    training. Returns the :class:`History`, with the trained model as ``history.model``; a
+    module passed as ``model`` is trained in place, moved to the device and left in eval mode.
+    A term whose epoch mean is NaN or infinite raises ``FloatingPointError`` naming the term and
+    the epoch (no checkpoint is written for it).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(model, nn.Module) and not callable(model):
+        raise TypeError(f"model must be a torch.nn.Module or a zero-argument factory that "
+                        f"returns one, got {type(model).__name__}")
     if not callable(loss_fn):
         raise TypeError("loss_fn must be callable as loss_fn(model, x) -> {name: scalar tensor}")
     epochs = _check_epochs("epochs", epochs)
     batch_size = _check_epochs("batch_size", batch_size, minimum=1)
     lr = _check_number("lr", lr)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = _check_seed(seed)
     if weights is not None and not isinstance(weights, Mapping):
         raise TypeError(f"weights must be a mapping {{term: weight or schedule}}, got "
                         f"{type(weights).__name__}")
@@ -602,8 +697,11 @@ def train(
         raise ValueError("'loss' is the weighted total and cannot be given a weight")
 
     dev = default_device(device)
-    model.to(dev)
     batches = _Batches(data, batch_size, dev)
+    if not isinstance(model, nn.Module):
+        model = seeded(model, seed)
+    _check_batch_norm(model, batches.n, batch_size)
+    model.to(dev)
     opt = optimizer(model.parameters()) if optimizer is not None else _adam(model, lr)
     if not isinstance(opt, Optimizer):
         raise TypeError(f"optimizer(params) must return a torch Optimizer, got "
@@ -611,13 +709,14 @@ def train(
     path = Path(checkpoint) if checkpoint is not None else None
     fingerprint = _fingerprint(model, opt, batch_size, seed, batches) if path else {}
 
-    history = History()
+    history = History(model=model)
     start = 0
     if path is not None and path.exists():
         state = _load_checkpoint(path, dev)
         _check_fingerprint(path, state["fingerprint"], fingerprint)
         model.load_state_dict(state["model"])
         history = History.from_dict(state["history"])
+        history.model = model
         start = int(state["epoch"])
         _check_past_weights(path, history, schedules, start)
         # Leave the global RNGs as the run that wrote the checkpoint left them, so that code
@@ -699,6 +798,19 @@ def train(
         bar.close()
         model.eval()
     return history
+
+
+def _check_batch_norm(model: nn.Module, n: int, batch_size: int) -> None:
+    """ValueError when ``model`` has batch norm but some batch would hold one sample."""
+    if n > 1 and batch_size > 1:
+        return  # _batch_bounds never makes a batch of one
+    norms = sorted({type(m).__name__ for m in model.modules()
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm)})
+    if norms:
+        why = "the data hold a single sample" if n == 1 else "batch_size is 1"
+        raise ValueError(f"the model has batch norm ({', '.join(norms)}), which cannot "
+                         f"normalise a batch of one sample in training mode, but {why}; train "
+                         "on at least 2 samples per batch")
 
 
 def _check_fingerprint(path: Path, stored: Mapping[str, str], current: Mapping[str, str]) -> None:

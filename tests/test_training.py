@@ -23,6 +23,7 @@ from entropic_ae.training import (
     default_device,
     evaluate,
     linear_warmup,
+    seeded,
     set_seed,
     steps,
     train,
@@ -539,3 +540,172 @@ def test_concurrent_writers_leave_a_valid_file(data, tmp_path):
     seed = int(loaded["history"]["epoch_seconds"][0])
     assert torch.equal(loaded["model"]["enc.weight"], state["model"]["enc.weight"] + seed)
     assert [p.name for p in tmp_path.iterdir()] == ["shared.pt"], "no temporary files left"
+
+
+# --- batches, data checks and seeding ------------------------------------------------------------
+
+
+class TinyBNAE(TinyAE):
+    """TinyAE with a batch norm on the code: a batch of one sample cannot be normalised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.norm(self.enc(x.reshape(x.shape[0], -1)))
+        return torch.sigmoid(self.dec(z)).reshape(x.shape)
+
+
+def _recording_loss(sizes):
+    def loss(model, x):
+        sizes.append(x.shape[0])
+        return {"mse": ((model(x) - x) ** 2).mean()}
+    return loss
+
+
+@pytest.mark.parametrize("model_class", [TinyAE, TinyBNAE])
+def test_a_final_batch_of_one_sample_is_merged_into_the_previous(data, model_class):
+    sizes = []
+    torch.manual_seed(0)
+    hist = train(model_class(), _recording_loss(sizes), data[:97], epochs=2, batch_size=48,
+                 progress=False, device="cpu")
+    assert sizes == [48, 49] * 2 and hist.epochs == 2
+    ds_sizes = []
+    torch.manual_seed(0)
+    train(model_class(), _recording_loss(ds_sizes), TensorDataset(data[:97]), epochs=1,
+          batch_size=48, progress=False, device="cpu")
+    assert ds_sizes == [48, 49]
+    sizes.clear()
+    train(model_class(), _recording_loss(sizes), data[:98], epochs=1, batch_size=48,
+          progress=False, device="cpu")
+    assert sizes == [48, 48, 2], "a final batch of two is left alone"
+
+
+def test_the_merged_batch_holds_every_sample_once(data):
+    seen = []
+
+    def loss(model, x):
+        seen.append(x.reshape(x.shape[0], -1)[:, 0].clone())
+        return {"mse": ((model(x) - x) ** 2).mean()}
+
+    train(make_model(), loss, data[:49], epochs=1, batch_size=8, progress=False, device="cpu")
+    firsts = torch.cat(seen)
+    assert [len(s) for s in seen] == [8] * 5 + [9]
+    assert torch.equal(firsts.sort().values, data[:49].reshape(49, -1)[:, 0].sort().values)
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(1, 128), (50, 1)])
+def test_batch_norm_with_single_sample_batches_fails_up_front(data, n, batch_size):
+    calls = []
+    with pytest.raises(ValueError, match="batch norm") as info:
+        train(TinyBNAE(), _recording_loss(calls), data[:n], epochs=1, batch_size=batch_size,
+              progress=False, device="cpu")
+    assert calls == [], "the error comes before any step"
+    assert "BatchNorm1d" in str(info.value)
+    # without batch norm one sample is a valid (if tiny) dataset
+    train(make_model(), _recording_loss(calls), data[:1], epochs=1, progress=False, device="cpu")
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_tensor_data_is_refused_before_the_first_step(data, bad):
+    x = data.clone()
+    x[37, 0, 3, 4] = bad
+    calls = []
+    model = make_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"NaN or infinite.*sample 37") as info:
+        train(model, _recording_loss(calls), x, epochs=1, progress=False, device="cpu")
+    assert "1 non-finite" in str(info.value)
+    assert calls == [] and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_non_finite_dataset_items_are_refused_before_their_step(data):
+    x = data.clone()
+    x[200] = float("nan")
+
+    class Items(Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return x[i], i
+
+    model = make_model()
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        train(model, loss_fn, Items(), epochs=1, progress=False, device="cpu", batch_size=48)
+    assert all(torch.isfinite(p).all() for p in model.parameters()), "no step used the batch"
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool])
+def test_non_float_data_gives_a_clear_type_error(data, dtype):
+    x = (data * 255).to(dtype)
+    with pytest.raises(TypeError, match=r"floating point.*\[0, 1\]"):
+        train(make_model(), loss_fn, x, epochs=1, progress=False, device="cpu")
+    with pytest.raises(TypeError, match=r"floating point.*\[0, 1\]"):
+        train(make_model(), loss_fn, TensorDataset(x, x), epochs=1, progress=False,
+              device="cpu")
+
+    class Items(Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return x[i]
+
+    with pytest.raises(TypeError, match=r"floating point.*\[0, 1\]"):
+        train(make_model(), loss_fn, Items(), epochs=1, progress=False, device="cpu")
+
+
+def test_a_model_factory_is_seeded_by_train(data):
+    kw = {"epochs": 2, "progress": False, "device": "cpu", "batch_size": 48}
+    h1 = train(TinyAE, loss_fn, data, seed=3, **kw)
+    h2 = train(TinyAE, loss_fn, data, seed=3, **kw)
+    assert isinstance(h1.model, TinyAE) and h1.model is not h2.model
+    _assert_same(h1.model, h2.model)
+    assert h1.terms == h2.terms
+    assert h1 == History.from_dict(h1.to_dict()), "the model takes no part in comparisons"
+    h3 = train(TinyAE, loss_fn, data, seed=4, **kw)
+    assert not torch.equal(h1.model.enc.weight, h3.model.enc.weight)
+    # the same as building the model with seeded() and passing it
+    model = seeded(TinyAE, 3)
+    h4 = train(model, loss_fn, data, seed=3, **kw)
+    assert h4.model is model
+    _assert_same(h1.model, model)
+
+
+def test_a_model_built_before_train_is_not_seeded_by_it(data):
+    kw = {"epochs": 1, "progress": False, "device": "cpu", "batch_size": 48}
+    torch.manual_seed(10)
+    a = train(TinyAE(), loss_fn, data, seed=0, **kw).model
+    torch.manual_seed(11)
+    b = train(TinyAE(), loss_fn, data, seed=0, **kw).model
+    assert not torch.equal(a.enc.weight, b.enc.weight), "documented: seed does not reach it"
+
+
+def test_seeded_builds_reproducibly_and_leaves_the_global_rngs_alone():
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    a, b = seeded(TinyAE, 7), seeded(TinyAE, 7)
+    _assert_same(a, b)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not torch.equal(seeded(TinyAE, 8).enc.weight, a.enc.weight)
+    with pytest.raises(TypeError, match="nn.Module"):
+        seeded(lambda: 3, 0)
+    with pytest.raises(TypeError, match="seed"):
+        seeded(TinyAE, "0")
+
+
+def test_bad_models_and_factories(data):
+    with pytest.raises(TypeError, match="zero-argument"):
+        train(5, loss_fn, data, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="returned int"):
+        train(lambda: 5, loss_fn, data, epochs=1, progress=False)
+
+
+def test_numpy_numbers_are_accepted(data):
+    np = pytest.importorskip("numpy")
+    _, hist = run(data, np.int64(1), seed=np.int64(2), lr=np.float32(1e-3),
+                  batch_size=np.int64(64))
+    assert hist.epochs == 1
