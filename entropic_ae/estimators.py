@@ -20,18 +20,41 @@ import math
 
 import torch
 
+from entropic_ae._checks import is_integer, is_real
+
 __all__ = ["kozachenko_leonenko", "log_unit_ball_volume"]
 
 
 def log_unit_ball_volume(d: int) -> float:
     r""":math:`\log V_d = \frac{d}{2}\log\pi - \log\Gamma(\frac{d}{2} + 1)`."""
-    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+    if not is_integer(d) or d < 1:
         raise ValueError(f"dimension d must be a positive int, got {d!r}")
+    d = int(d)
     return 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1.0)
 
 
 def _digamma(n: int) -> float:
     return float(torch.special.digamma(torch.tensor(float(n), dtype=torch.float64)))
+
+
+def _power_of_two_rescaling(z: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(z · 2**-e, e)`` with ``e`` chosen so that the largest |entry| lands in [1, 2) when it
+    lies outside [2**(minexp/4), 2**(maxexp/4)] of the dtype (about 1e-10 to 4e9 in float32),
+    else ``(z, 0)``. Multiplying by powers of two is exact, so distances scale exactly, and
+    their squares neither overflow nor underflow."""
+    top = float(z.detach().abs().max())
+    info = torch.finfo(z.dtype)
+    minexp, maxexp = math.frexp(info.tiny)[1], math.frexp(info.max)[1]  # float32: -125, 128
+    if top == 0.0 or 2.0 ** (minexp / 4) <= top <= 2.0 ** (maxexp / 4):
+        return z, 0
+    e = math.frexp(top)[1] - 1  # top in [2**e, 2**(e+1))
+    step = max(1, min(100, maxexp - 2))  # each factor representable in the dtype
+    scaled, left = z, -e
+    while left:
+        k = max(-step, min(step, left))
+        scaled = scaled * math.ldexp(1.0, k)
+        left -= k
+    return scaled, e
 
 
 def _kth_neighbours(z: torch.Tensor, k: int, block: int = 2048) -> torch.Tensor:
@@ -57,7 +80,10 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
     :math:`\varepsilon_i` is then recomputed exactly as
     :math:`\lVert z_i - z_{\mathrm{nn}_k(i)}\rVert` so gradients flow.
     Distances are floored at the dtype's smallest normal number, so duplicate rows give a very
-    low but finite estimate and finite gradients, never NaN.
+    low but finite estimate and finite gradients, never NaN. Samples of very large or very
+    small magnitude (e.g. 1e30 in float32, whose squared distances overflow) are first scaled by
+    a power of two :math:`2^{-e}`, exactly, and :math:`d\,e\log 2` is added back
+    (:math:`\hat H(cz) = \hat H(z) + d\log c`).
     """
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"z must be a torch.Tensor of shape (N, d), got {type(z).__name__}")
@@ -66,8 +92,9 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
     if not z.is_floating_point():
         raise TypeError(f"z must be a floating-point tensor, got {z.dtype}")
     n, d = z.shape
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if not is_integer(k) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
+    k = int(k)
     if n <= k:
         raise ValueError(f"need more samples than neighbours: got N={n} rows for k={k}")
     if d < 1:
@@ -78,6 +105,10 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
     # Search in float64 where the device has it: in float32 the expanded form |a|²+|b|²−2a·b
     # loses small distances to cancellation (nearest neighbours of 10⁴ points in 1-D are
     # ~1e-4 apart), which picks wrong neighbours and biases the estimate upwards.
+    if base is not None and (not is_real(base) or not base > 0 or base == 1
+                             or not math.isfinite(base)):
+        raise ValueError(f"base must be a positive number other than 1, got {base!r}")
+    z, exponent = _power_of_two_rescaling(z)
     search = z.detach()
     if search.device.type != "mps":
         search = search.to(torch.float64)
@@ -87,8 +118,8 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
     log_eps = 0.5 * torch.log((diff * diff).sum(dim=1).clamp_min(tiny))
     constant = _digamma(n) - _digamma(k) + log_unit_ball_volume(d)
     estimate = constant + d * log_eps.mean()
+    if exponent:
+        estimate = estimate + d * exponent * math.log(2.0)
     if base is not None:
-        if isinstance(base, bool) or not isinstance(base, int | float) or base <= 0 or base == 1:
-            raise ValueError(f"base must be a positive number other than 1, got {base!r}")
-        estimate = estimate / math.log(base)
+        estimate = estimate / math.log(float(base))
     return estimate

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from entropic_ae._checks import is_integer, is_real
 from entropic_ae.estimators import kozachenko_leonenko
 from entropic_ae.sampling import as_float64_matrix
 
@@ -35,7 +36,8 @@ def active_units(codes: torch.Tensor, threshold: float = 0.01) -> int:
 
     :math:`A = \#\{j : \operatorname{Var}_x[z_j(x)] > \delta\}` with :math:`\delta = 0.01`
     by default (Burda et al. 2015); the variance is the population variance over the rows of
-    ``codes`` (N × d). For a stochastic encoder pass the means :math:`E[z \mid x]`.
+    ``codes`` (N × d). For a stochastic encoder pass the means :math:`E[z \mid x]`. The threshold
+    must be a finite number >= 0 (Python or NumPy).
     """
     if not isinstance(codes, torch.Tensor):
         raise TypeError(f"codes must be a torch.Tensor of shape (N, d), got {type(codes).__name__}")
@@ -43,8 +45,12 @@ def active_units(codes: torch.Tensor, threshold: float = 0.01) -> int:
         raise ValueError(f"codes must have shape (N, d), got {tuple(codes.shape)}")
     if codes.shape[0] < 2:
         raise ValueError("need at least two codes to measure a variance")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold < 0:
-        raise ValueError(f"threshold must be a non-negative number, got {threshold!r}")
+    if not is_real(threshold):
+        raise TypeError(f"threshold must be a finite number >= 0, got "
+                        f"{type(threshold).__name__}")
+    if not math.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    threshold = float(threshold)
     codes = codes.detach().to(torch.float64)
     if not torch.isfinite(codes).all():
         raise ValueError("codes contain NaN or infinite entries")
@@ -56,6 +62,32 @@ def _as_float64_features(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     if x.shape[0] < 2:
         raise ValueError(f"{name} needs at least 2 rows to estimate a covariance, got {x.shape[0]}")
     return x
+
+
+def _covariance_tolerance(dtype: np.dtype) -> float:
+    """Relative tolerance for the asymmetry and the negative eigenvalues of a covariance given
+    in ``dtype``: 1000 machine epsilons, of float32 at least (a covariance computed in float32
+    and converted keeps float32's rounding noise), so 1.2e-4 for float32 and float64."""
+    eps = float(np.finfo(np.float32).eps)
+    if np.issubdtype(dtype, np.floating):
+        eps = max(eps, float(np.finfo(dtype).eps))
+    return min(1e-2, 1000.0 * eps)
+
+
+def _check_covariance(name: str, s: np.ndarray, tol: float) -> None:
+    """ValueError unless ``s`` is symmetric and positive semi-definite, both within ``tol``
+    relative to its scale (largest absolute entry; largest absolute eigenvalue)."""
+    scale = float(np.abs(s).max()) if s.size else 0.0
+    asym = float(np.abs(s - s.T).max()) if s.size else 0.0
+    if asym > tol * scale:
+        raise ValueError(f"{name} is not symmetric (|S - S^T| up to {asym:.3g} at scale "
+                         f"{scale:.3g}); a covariance matrix must be symmetric")
+    vals = np.linalg.eigvalsh((s + s.T) / 2)
+    top = float(np.abs(vals).max()) if vals.size else 0.0
+    if vals.size and vals[0] < -tol * top:
+        raise ValueError(f"{name} is not positive semi-definite (smallest eigenvalue "
+                         f"{vals[0]:.3g}, largest |eigenvalue| {top:.3g}); a covariance matrix "
+                         "has no negative eigenvalues")
 
 
 def _psd_sqrt(a: np.ndarray) -> np.ndarray:
@@ -75,7 +107,11 @@ def gaussian_frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarr
     :math:`\sum_i \sqrt{\lambda_i}` over the eigenvalues of the symmetric PSD matrix
     :math:`\Sigma_1^{1/2}\Sigma_2\Sigma_1^{1/2}` (same spectrum as :math:`\Sigma_1\Sigma_2`), in
     float64, so no complex parts arise; tiny negative eigenvalues from rounding are clipped to 0.
+    Both covariances must be symmetric and positive semi-definite up to rounding (within
+    1000 float32 epsilons, 1.2e-4, of their largest entry / eigenvalue); anything else, e.g.
+    :math:`-5I`, raises ``ValueError`` instead of returning a meaningless distance.
     """
+    tols = [_covariance_tolerance(np.asarray(s).dtype) for s in (sigma1, sigma2)]
     mu1, mu2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
     s1, s2 = np.asarray(sigma1, dtype=np.float64), np.asarray(sigma2, dtype=np.float64)
     f = mu1.shape[0]
@@ -85,6 +121,8 @@ def gaussian_frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarr
     for arr in (mu1, mu2, s1, s2):
         if not np.isfinite(arr).all():
             raise ValueError("means and covariances must be finite")
+    _check_covariance("sigma1", s1, tols[0])
+    _check_covariance("sigma2", s2, tols[1])
     root1 = _psd_sqrt(s1)
     middle = root1 @ s2 @ root1
     vals = np.linalg.eigvalsh((middle + middle.T) / 2)
@@ -126,8 +164,9 @@ def image_features(images: torch.Tensor, feature_extractor: FeatureExtractor,
         raise ValueError("images must be a torch.Tensor of shape (N, C, H, W)")
     if not callable(feature_extractor):
         raise TypeError("feature_extractor must be callable: images (N, C, H, W) -> (N, F)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = int(batch_size)
     device = None
     was_training = False
     if isinstance(feature_extractor, nn.Module):
@@ -177,6 +216,14 @@ def _as_code_matrix(codes: torch.Tensor) -> torch.Tensor:
     return codes
 
 
+def _check_n_and_seed(n: object, seed: object) -> tuple[int, int]:
+    if not is_integer(n) or n < 3:
+        raise ValueError(f"n must be an int >= 3, got {n!r}")
+    if not is_integer(seed) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    return int(n), int(seed)
+
+
 def kl_to_standard_normal(codes: torch.Tensor, n: int = 2000, seed: int = 0, k: int = 1) -> float:
     r"""Estimated :math:`\mathrm{KL}(q \,\Vert\, \mathcal N(0, I_d))` of the code distribution
     :math:`q` from a sample of its codes (N × d):
@@ -189,8 +236,7 @@ def kl_to_standard_normal(codes: torch.Tensor, n: int = 2000, seed: int = 0, k: 
     (:func:`gaussianity` reports it).
     """
     z = _as_code_matrix(codes)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 3:
-        raise ValueError(f"n must be an int >= 3, got {n!r}")
+    n, seed = _check_n_and_seed(n, seed)
     if len(z) > n:
         idx = torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))[:n]
         z = z[idx]
@@ -222,6 +268,7 @@ def gaussianity(codes: torch.Tensor, n: int = 2000, seed: int = 0, k: int = 1) -
     dimensions of |mean|, variance, |skewness| and |excess kurtosis| (:func:`code_moments`).
     """
     z = _as_code_matrix(codes)
+    n, seed = _check_n_and_seed(n, seed)
     m = min(n, len(z))
     ref = torch.randn(m, z.shape[1], generator=torch.Generator().manual_seed(seed + 1),
                       dtype=torch.float64)

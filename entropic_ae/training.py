@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import random
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,6 +27,8 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from entropic_ae._checks import is_integer, is_real
+
 if TYPE_CHECKING:
     import pandas
 
@@ -39,19 +42,53 @@ __all__ = [
     "default_device",
     "evaluate",
     "linear_warmup",
+    "seeded",
     "set_seed",
     "steps",
     "train",
 ]
 
 
+def _check_seed(seed: object) -> int:
+    if not is_integer(seed):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return int(seed)
+
+
 def set_seed(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's random number generators (all devices)."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = _check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``factory()`` called with the global RNGs seeded as by :func:`set_seed` ``(seed)``: the
+    same seed builds the same initial weights. The RNG states (Python, NumPy, PyTorch CPU and
+    CUDA) are restored afterwards, so the call changes nothing else.
+
+    ``train(seeded(lambda: MLPAutoencoder(...), seed), ..., seed=seed)`` is the reproducible
+    way to train a model built outside :func:`train`; passing the factory itself to
+    :func:`train` does the same.
+    """
+    seed = _check_seed(seed)
+    if not callable(factory):
+        raise TypeError(f"factory must be a zero-argument callable returning a torch.nn.Module, "
+                        f"got {type(factory).__name__}")
+    py_state, np_state = random.getstate(), np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            set_seed(seed)
+            model = factory()
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"the model factory returned {type(model).__name__}, expected a "
+                        "torch.nn.Module")
+    return model
 
 
 def default_device(prefer: str | torch.device | None = "auto") -> torch.device:
@@ -91,7 +128,7 @@ Schedule = Callable[[int], float]
 
 
 def _check_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
@@ -99,11 +136,11 @@ def _check_number(name: str, value: object) -> float:
 
 
 def _check_epochs(name: str, value: object, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_integer(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -198,7 +235,7 @@ def _weight_at(name: str, schedule: Schedule, epoch: int) -> float:
     w = schedule(epoch)
     if isinstance(w, torch.Tensor) and w.numel() == 1:
         w = w.item()
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+    if not is_real(w) or not math.isfinite(w):
         raise ValueError(f"the schedule of {name!r} returned {w!r} at epoch {epoch}; "
                          "expected a finite number")
     return float(w)
@@ -214,12 +251,15 @@ class History:
     ``terms[name][e]`` is the mean over the samples of epoch ``e`` of the unweighted term
     ``name`` (each batch's value weighted by its size), ``terms["loss"]`` the same mean of the
     weighted total ``Σ_k w_k(e) · term_k`` that was minimised; ``weights[name][e]`` is
-    ``w_k(e)``; ``epoch_seconds[e]`` the wall-clock time of epoch ``e``.
+    ``w_k(e)``; ``epoch_seconds[e]`` the wall-clock time of epoch ``e``. :func:`train` sets
+    ``model`` to the trained model (the one it built, when given a factory); it takes no part in
+    comparisons or in :meth:`to_dict`.
     """
 
     terms: dict[str, list[float]] = field(default_factory=dict)
     weights: dict[str, list[float]] = field(default_factory=dict)
     epoch_seconds: list[float] = field(default_factory=list)
+    model: nn.Module | None = field(default=None, compare=False, repr=False)
 
     @property
     def epochs(self) -> int:
@@ -276,8 +316,42 @@ class History:
 # --- Data ----------------------------------------------------------------------------------------
 
 
+_FLOAT_HINT = ("convert it to floating point first, e.g. images as float32 in [0, 1]: "
+               "x.float() / 255")
+
+
+def _check_inputs(x: torch.Tensor, where: str, items: Sequence[int] | None = None) -> None:
+    """TypeError unless ``x`` is floating point; ValueError if it holds NaN or infinities
+    (naming how many and the first sample, or Dataset item, that holds one)."""
+    if not x.is_floating_point():
+        raise TypeError(f"{where} must be floating point, got {x.dtype}; {_FLOAT_HINT}")
+    n = x.shape[0] if x.dim() else 1
+    rows = max(1, (1 << 24) // max(1, x[:1].numel()))
+    for i in range(0, n, rows):
+        bad = ~torch.isfinite(x[i : i + rows].reshape(min(rows, n - i), -1))
+        if bad.any():
+            count = int((~torch.isfinite(x)).sum())
+            first = i + int(bad.any(1).nonzero()[0, 0])
+            which = f"sample {first}" if items is None else f"Dataset item {items[first]}"
+            raise ValueError(f"{where} hold {count} non-finite value(s) (NaN or infinite, first "
+                             f"in {which}); training on them turns the weights into NaN: "
+                             "remove or repair those samples first")
+
+
+def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each batch of an epoch; a final batch of one sample is merged into
+    the previous one (batch norm cannot normalise a single sample)."""
+    bounds = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 class _Batches:
-    """Shuffled mini-batches of inputs from a tensor (index slicing on the device) or a Dataset."""
+    """Shuffled mini-batches of inputs from a tensor (index slicing on the device) or a Dataset.
+
+    Inputs must be floating point and finite: a tensor is checked once here, a Dataset's
+    batches one by one before they are used."""
 
     def __init__(self, data: torch.Tensor | Dataset, batch_size: int, device: torch.device):
         if isinstance(data, TensorDataset):
@@ -288,7 +362,10 @@ class _Batches:
             if data.dim() < 1 or data.shape[0] == 0:
                 raise ValueError(f"data must hold at least one sample, got shape "
                                  f"{tuple(data.shape)}")
+            if not data.is_floating_point():
+                raise TypeError(f"data must be floating point, got {data.dtype}; {_FLOAT_HINT}")
             self.tensor: torch.Tensor | None = data.to(device)
+            _check_inputs(self.tensor, "data")
             self.dataset: Dataset | None = None
             self.n = data.shape[0]
         elif isinstance(data, Dataset):
@@ -306,38 +383,45 @@ class _Batches:
             )
 
     def fingerprint(self) -> str:
+        """Shape, dtype and SHA-256 of the tensor's bytes in sample order (any change of an
+        element or of the order changes it); a Dataset is known by its type and length only."""
         if self.tensor is None:
             return f"{type(self.dataset).__name__} of {self.n} items"
-        x = self.tensor.reshape(self.n, -1)
-        acc = torch.float32 if x.device.type == "mps" else torch.float64
-        total = weighted = squares = 0.0
-        for i in range(0, self.n, 4096):  # chunks: no full-size float64 copy
-            chunk = x[i : i + 4096].to(acc)
-            row = chunk.sum(1)
-            order = torch.arange(i + 1, i + 1 + chunk.shape[0], device=x.device, dtype=acc)
-            total += row.sum().item()
-            weighted += (row * order / self.n).sum().item()
-            squares += chunk.square().sum().item()
+        digest = hashlib.sha256()
+        row_bytes = max(1, self.tensor[:1].numel() * self.tensor.element_size())
+        rows = max(1, (1 << 24) // row_bytes)  # chunks of about 16 MB: no full-size copy
+        for i in range(0, self.n, rows):
+            digest.update(_tensor_bytes(self.tensor[i : i + rows]))
         return (f"tensor {tuple(self.tensor.shape)} {self.tensor.dtype} "
-                f"{total:.6g} {weighted:.6g} {squares:.6g}")
+                f"sha256 {digest.hexdigest()}")
 
     def __call__(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
         perm = torch.randperm(self.n, generator=generator)
-        bs = self.batch_size
+        bounds = _batch_bounds(self.n, self.batch_size)
         if self.tensor is not None:
             perm = perm.to(self.device)
-            for i in range(0, self.n, bs):
-                yield self.tensor.index_select(0, perm[i : i + bs])
+            for start, stop in bounds:
+                yield self.tensor.index_select(0, perm[start:stop])
             return
+        index_lists = [perm[start:stop].tolist() for start, stop in bounds]
         # own generator: creating a DataLoader iterator must not draw from the global RNG
-        loader = DataLoader(self.dataset, batch_size=bs, sampler=perm.tolist(), num_workers=0,
+        loader = DataLoader(self.dataset, batch_sampler=index_lists, num_workers=0,
                             generator=torch.Generator().manual_seed(0))
-        for batch in loader:
+        for items, batch in zip(index_lists, loader, strict=True):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"the Dataset's items must be x or (x, y, ...) with x a tensor, "
                                 f"got batches of {type(x).__name__}")
-            yield x.to(self.device, non_blocking=True)
+            x = x.to(self.device, non_blocking=True)
+            _check_inputs(x, "the Dataset's inputs", items)
+            yield x
+
+
+def _tensor_bytes(t: torch.Tensor) -> np.ndarray:
+    """The bytes of ``t``'s elements in row-major order, on the CPU (a uint8 array, no copy
+    when ``t`` is already a contiguous CPU tensor)."""
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -348,7 +432,10 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 # --- Checkpoints ---------------------------------------------------------------------------------
 
-_CHECKPOINT_FORMAT = 1
+#: Format 2 added the SHA-256 of the content and a byte-exact data fingerprint.
+_CHECKPOINT_FORMAT = 2
+_CHECKPOINT_KEYS = ("format", "epoch", "model", "optimizer", "history", "rng", "fingerprint",
+                    "sha256")
 
 
 def _get_rng_state() -> dict[str, Any]:
@@ -401,26 +488,78 @@ def _fingerprint(model: nn.Module, opt: Optimizer, batch_size: int, seed: int,
     }
 
 
+def _hash_into(digest: Any, obj: object) -> None:
+    """Feed ``obj`` (nested dicts, lists, tuples, tensors, numbers, strings, None) into
+    ``digest`` unambiguously: a type tag, then the length or the value (tensors: dtype, shape
+    and bytes)."""
+    if isinstance(obj, torch.Tensor):
+        digest.update(f"T{obj.dtype}{tuple(obj.shape)};".encode())
+        digest.update(_tensor_bytes(obj))
+    elif isinstance(obj, Mapping):
+        digest.update(f"D{len(obj)};".encode())
+        for key in sorted(obj, key=repr):
+            _hash_into(digest, key)
+            _hash_into(digest, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)};".encode())
+        for item in obj:
+            _hash_into(digest, item)
+    elif obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        digest.update(f"{type(obj).__name__}:{obj!r};".encode())
+    else:
+        raise TypeError(f"cannot checksum a {type(obj).__name__} in a checkpoint")
+
+
+def _content_sha256(state: Mapping[str, Any]) -> str:
+    """SHA-256 of everything in a checkpoint except its stored checksum."""
+    digest = hashlib.sha256()
+    _hash_into(digest, {k: v for k, v in state.items() if k != "sha256"})
+    return digest.hexdigest()
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then ``os.replace`` (atomic)."""
+    """``torch.save`` of ``state`` plus its SHA-256 to a temporary file of its own next to
+    ``path``, then ``os.replace`` (atomic: readers and concurrent writers never see a partial
+    file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    state = {**state, "sha256": _content_sha256(state)}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """The checkpoint at ``path``, after checking its format, its keys and its SHA-256;
+    ValueError naming the file (and telling to delete it) for anything else."""
+    retrain = "delete it to retrain (or choose another checkpoint path)"
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the path in the message
-        raise ValueError(f"could not read checkpoint {path}: {err}; delete it to retrain") from err
-    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"could not read checkpoint {path}: {err}; {retrain}") from err
+    fmt = state.get("format") if isinstance(state, dict) else None
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and 0 < fmt < _CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} has format {fmt}, written by an older version of "
+                         f"entropic_ae; this version reads format {_CHECKPOINT_FORMAT} (with a "
+                         f"checksum and an exact data fingerprint): {retrain}")
+    if fmt != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a checkpoint written by entropic_ae.training.train "
-                         f"(format {_CHECKPOINT_FORMAT}); delete it or choose another path")
+                         f"(format {_CHECKPOINT_FORMAT}): {retrain}")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {', '.join(missing)}: it is incomplete or "
+                         f"was not written by entropic_ae.training.train; {retrain}")
+    try:
+        actual = _content_sha256(state)
+    except TypeError as err:
+        raise ValueError(f"checkpoint {path} holds unexpected content ({err}); {retrain}") from err
+    if actual != state["sha256"]:
+        raise ValueError(f"checkpoint {path} is corrupted: its content does not match the "
+                         f"SHA-256 checksum stored in it (damaged on disk or edited), so it "
+                         f"was not used: {retrain}")
     return state
 
 
@@ -429,11 +568,14 @@ def checkpoint_path(directory: str | Path, name: str, **config: Any) -> Path:
 
     Use the parameters a run depends on as ``config`` so that different settings get different
     files: ``checkpoint_path(results_dir, "mlp_ec", epochs=..., lam=0.3, limit=limit)``. (Leave
-    ``epochs`` out to let a longer run resume a shorter one.)
+    ``epochs`` out to let a longer run resume a shorter one.) The hash also covers the checkpoint
+    format, so checkpoints of an older format get other names and are retrained, not reused.
     """
     if not isinstance(name, str) or not name or os.sep in name:
         raise ValueError(f"name must be a non-empty file-name stem, got {name!r}")
-    text = repr(sorted((str(k), repr(v)) for k, v in config.items()))
+    # the checkpoint format is part of the name: files of an older format are not reused
+    text = f"format {_CHECKPOINT_FORMAT}: " + repr(sorted((str(k), repr(v))
+                                                          for k, v in config.items()))
     digest = hashlib.sha1(text.encode()).hexdigest()[:10]
     return Path(directory) / f"{name}-{digest}.pt"
 
@@ -480,7 +622,7 @@ def _adam(model: nn.Module, lr: float) -> Optimizer:
 
 
 def train(
-    model: nn.Module,
+    model: nn.Module | Callable[[], nn.Module],
     loss_fn: LossFn,
     data: torch.Tensor | Dataset,
     *,
@@ -504,30 +646,49 @@ def train(
     only logged. The optimiser is ``Adam(lr)`` (PyTorch's fused implementation where available)
     unless ``optimizer(params)`` builds another.
 
+    ``model`` is a module, or a zero-argument factory that builds one (e.g. the class, or
+    ``lambda: MLPAutoencoder(...)``): ``train`` then builds it with the RNGs seeded by ``seed``
+    (as :func:`seeded` does) and returns it as ``history.model``. **The seed does not reach a
+    model built before the call**: its initial weights come from whatever the RNGs held then,
+    so for two identical runs pass a factory, or build the model with ``seeded(factory, seed)``.
+
+    Batches: each epoch is a fresh permutation cut into batches of ``batch_size``; when the last
+    batch would hold a single sample (``n % batch_size == 1``), that sample joins the previous
+    batch, for every model alike (a batch-norm layer cannot normalise one sample). A model with
+    batch norm and a dataset of one sample, or ``batch_size=1``, is refused up front.
+
+    Data: inputs must be floating point (``TypeError`` otherwise: convert images to float in
+    [0, 1]) and finite; a tensor holding NaN or infinities is refused before the first step,
+    a Dataset's batch before it is used (``ValueError`` naming the sample or item).
+
     Reproducibility: a fresh run calls :func:`set_seed` ``(seed)``; epoch ``e`` is shuffled by its
     own generator seeded from ``(seed, e)``. With ``checkpoint``, the model, optimiser, history,
     all RNG states and a fingerprint of the configuration (model parameter shapes, optimiser,
-    batch size, seed, data) are written atomically after every epoch. If the file exists, training
-    resumes from it, so an interrupted run ends bit-identical (on the CPU) to an uninterrupted
-    one, and a run whose checkpoint has already reached ``epochs`` returns the stored history at
-    once (loading the weights into ``model``). ``epochs`` is not part of the fingerprint: asking
-    for more epochs continues training. A checkpoint written for another configuration raises
-    ``ValueError``.
+    batch size, seed, data: a tensor's shape, dtype and SHA-256 of its bytes in order, a
+    Dataset's type and length) are written atomically after every epoch, with the SHA-256 of
+    that content. If the file exists, training resumes from it, so an interrupted run ends
+    bit-identical (on the CPU) to an uninterrupted one, and a run whose checkpoint has already
+    reached ``epochs`` returns the stored history at once (loading the weights into ``model``).
+    ``epochs`` is not part of the fingerprint: asking for more epochs continues training. A
+    checkpoint written for another configuration, or one that is damaged (checksum mismatch),
+    incomplete, of an older format or not a checkpoint at all, raises ``ValueError`` naming the
+    file; it is never resumed from.
 
     ``callback(epoch, history)`` runs after each epoch (0-based ``epoch``); returning True stops
-    training. Returns the :class:`History`; ``model`` is trained in place, moved to the device
-    and left in eval mode. A term whose epoch mean is NaN or infinite raises
-    ``FloatingPointError`` naming the term and the epoch (no checkpoint is written for it).
+    training. Returns the :class:`History`, with the trained model as ``history.model``; a
+    module passed as ``model`` is trained in place, moved to the device and left in eval mode.
+    A term whose epoch mean is NaN or infinite raises ``FloatingPointError`` naming the term and
+    the epoch (no checkpoint is written for it).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(model, nn.Module) and not callable(model):
+        raise TypeError(f"model must be a torch.nn.Module or a zero-argument factory that "
+                        f"returns one, got {type(model).__name__}")
     if not callable(loss_fn):
         raise TypeError("loss_fn must be callable as loss_fn(model, x) -> {name: scalar tensor}")
     epochs = _check_epochs("epochs", epochs)
     batch_size = _check_epochs("batch_size", batch_size, minimum=1)
     lr = _check_number("lr", lr)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = _check_seed(seed)
     if weights is not None and not isinstance(weights, Mapping):
         raise TypeError(f"weights must be a mapping {{term: weight or schedule}}, got "
                         f"{type(weights).__name__}")
@@ -536,8 +697,11 @@ def train(
         raise ValueError("'loss' is the weighted total and cannot be given a weight")
 
     dev = default_device(device)
-    model.to(dev)
     batches = _Batches(data, batch_size, dev)
+    if not isinstance(model, nn.Module):
+        model = seeded(model, seed)
+    _check_batch_norm(model, batches.n, batch_size)
+    model.to(dev)
     opt = optimizer(model.parameters()) if optimizer is not None else _adam(model, lr)
     if not isinstance(opt, Optimizer):
         raise TypeError(f"optimizer(params) must return a torch Optimizer, got "
@@ -545,13 +709,14 @@ def train(
     path = Path(checkpoint) if checkpoint is not None else None
     fingerprint = _fingerprint(model, opt, batch_size, seed, batches) if path else {}
 
-    history = History()
+    history = History(model=model)
     start = 0
     if path is not None and path.exists():
         state = _load_checkpoint(path, dev)
         _check_fingerprint(path, state["fingerprint"], fingerprint)
         model.load_state_dict(state["model"])
         history = History.from_dict(state["history"])
+        history.model = model
         start = int(state["epoch"])
         _check_past_weights(path, history, schedules, start)
         # Leave the global RNGs as the run that wrote the checkpoint left them, so that code
@@ -633,6 +798,19 @@ def train(
         bar.close()
         model.eval()
     return history
+
+
+def _check_batch_norm(model: nn.Module, n: int, batch_size: int) -> None:
+    """ValueError when ``model`` has batch norm but some batch would hold one sample."""
+    if n > 1 and batch_size > 1:
+        return  # _batch_bounds never makes a batch of one
+    norms = sorted({type(m).__name__ for m in model.modules()
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm)})
+    if norms:
+        why = "the data hold a single sample" if n == 1 else "batch_size is 1"
+        raise ValueError(f"the model has batch norm ({', '.join(norms)}), which cannot "
+                         f"normalise a batch of one sample in training mode, but {why}; train "
+                         "on at least 2 samples per batch")
 
 
 def _check_fingerprint(path: Path, stored: Mapping[str, str], current: Mapping[str, str]) -> None:

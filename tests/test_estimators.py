@@ -115,3 +115,47 @@ def test_float32_large_sample_in_one_dimension_is_unbiased():
     # Regression: a float32 neighbour search picked wrong neighbours here (+0.19 nats).
     z = torch.randn(10000, 1, generator=torch.Generator().manual_seed(6))
     assert abs(kozachenko_leonenko(z).item() - gaussian_entropy(1)) < 0.05
+
+
+# --- no overflow for large values; NumPy integers --------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 1e18, 1e-18])
+def test_float32_values_far_from_one_do_not_overflow(scale):
+    gen = torch.Generator().manual_seed(7)
+    z = (torch.randn(300, 3, generator=gen, dtype=torch.float64) * scale).float()
+    z.requires_grad_(True)
+    h = kozachenko_leonenko(z)
+    h.backward()
+    want = reference_kl(z.detach().double().numpy())  # float64 holds 1e60 and 1e-60
+    assert math.isfinite(want)
+    assert h.item() == pytest.approx(want, rel=1e-6, abs=1e-4)
+    assert torch.isfinite(z.grad).all()
+
+
+def test_float64_values_near_the_top_of_the_range():
+    gen = torch.Generator().manual_seed(8)
+    unit = torch.randn(200, 4, generator=gen, dtype=torch.float64)
+    scale = 2.0**700  # squared distances would be 2**1400: inf in float64
+    h = kozachenko_leonenko(unit * scale).item()
+    # the entropy of a scaled sample shifts by d·log(scale) exactly
+    assert h == pytest.approx(reference_kl(unit.numpy()) + 4 * 700 * math.log(2), rel=1e-12)
+
+
+def test_ordinary_values_are_not_rescaled():
+    """Codes of order one give bit-identical estimates to the unscaled computation."""
+    z = torch.randn(100, 3, generator=torch.Generator().manual_seed(9))
+    assert kozachenko_leonenko(z).item() == kozachenko_leonenko(z * 1.0).item()
+
+
+def test_numpy_integers_are_accepted():
+    z = torch.randn(50, 2, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    assert kozachenko_leonenko(z, k=np.int64(2)).item() == kozachenko_leonenko(z, k=2).item()
+    assert kozachenko_leonenko(z, base=np.float32(2.0)).item() == pytest.approx(
+        kozachenko_leonenko(z, base=2).item())
+    assert log_unit_ball_volume(np.int64(3)) == log_unit_ball_volume(3)
+    for bad in (True, np.bool_(True), 1.0):
+        with pytest.raises(ValueError, match="k must be"):
+            kozachenko_leonenko(z, k=bad)
+    with pytest.raises(ValueError, match="dimension d"):
+        log_unit_ball_volume(True)

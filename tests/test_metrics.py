@@ -211,3 +211,59 @@ def test_reconstruction_mse():
 def test_invalid_input_to_frechet_and_gaussianity(call, error):
     with pytest.raises(error):
         call()
+
+
+# --- covariances must be covariances; thresholds must be numbers -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("sigma", "message"),
+    [(-5 * np.eye(3), "positive semi-definite"),
+     (np.diag([1.0, 2.0, -0.5]), "positive semi-definite"),
+     (np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), "symmetric")],
+    ids=["minus-5-identity", "one-negative-eigenvalue", "asymmetric"],
+)
+def test_frechet_refuses_matrices_that_are_not_covariances(sigma, message):
+    mu = np.zeros(3)
+    for args in ((mu, sigma, mu, np.eye(3)), (mu, np.eye(3), mu, sigma), (mu, sigma, mu, sigma)):
+        with pytest.raises(ValueError, match=message):
+            gaussian_frechet_distance(*args)
+
+
+def test_frechet_accepts_rounding_noise_of_real_covariances():
+    rng = np.random.default_rng(3)
+    feats = rng.standard_normal((50, 64)).astype(np.float32)  # N < F: singular
+    s32 = np.cov(feats, rowvar=False).astype(np.float32)
+    noisy = s32.astype(np.float64) * (1 + 1e-12 * rng.standard_normal(s32.shape))
+    mu = feats.mean(0)
+    for s in (s32, noisy):
+        assert gaussian_frechet_distance(mu, s, mu, s) == pytest.approx(0.0, abs=1e-3)
+    zero = np.zeros((3, 3))
+    assert gaussian_frechet_distance(np.zeros(3), zero, np.ones(3), zero) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "error"),
+    [(float("nan"), ValueError), (float("inf"), ValueError), (np.float64("nan"), ValueError),
+     (-0.5, ValueError), (True, TypeError), ("0.01", TypeError), (None, TypeError)],
+)
+def test_active_units_threshold_must_be_finite_and_non_negative(threshold, error):
+    with pytest.raises(error, match="threshold"):
+        active_units(torch.randn(20, 3), threshold)
+
+
+def test_numpy_scalars_are_accepted_as_numbers():
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randn(500, 3, generator=gen)
+    assert active_units(codes, np.float32(0.01)) == active_units(codes, 0.01)
+    assert active_units(codes, np.int64(0)) == 3
+    z = torch.randn(300, 2, generator=gen, dtype=torch.float64)
+    assert kl_to_standard_normal(z, n=np.int64(100), seed=np.int64(1), k=np.int64(2)) == \
+        kl_to_standard_normal(z, n=100, seed=1, k=2)
+    assert gaussianity(z, n=np.int64(100))["kl_to_normal"] == gaussianity(z, n=100)["kl_to_normal"]
+    images = torch.rand(5, 1, 4, 4, generator=gen)
+    assert image_features(images, lambda x: x.flatten(1), batch_size=np.int64(2)).shape == (5, 16)
+    with pytest.raises(ValueError, match="n must be"):
+        kl_to_standard_normal(z, n=True)
+    with pytest.raises(ValueError, match="seed"):
+        kl_to_standard_normal(z, seed=-1)

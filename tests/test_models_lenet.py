@@ -49,3 +49,28 @@ def test_feature_network_is_deterministic(tmp_path, monkeypatch):
         assert torch.equal(pa, pb)
     with pytest.raises(ValueError):
         feature_network("cifar10", cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "is-a-file"])
+def test_an_unwritable_cache_fails_before_training(tmp_path, monkeypatch, where):
+    (tmp_path / "file").write_text("not a folder")
+    cache = tmp_path / "file" / "cache" if where == "under-a-file" else tmp_path / "file"
+    calls = []
+    monkeypatch.setattr(lenet, "load_images", lambda *a, **k: calls.append(1) or fake_digits(*a))
+    with pytest.raises(ValueError, match="cache") as info:
+        feature_network("mnist", cache_dir=cache, epochs=1, progress=False)
+    assert str(cache) in str(info.value) and "cache_dir" in str(info.value)
+    assert calls == [], "nothing is loaded or trained when the result cannot be kept"
+
+
+def test_a_failed_save_keeps_the_trained_network(tmp_path, monkeypatch):
+    monkeypatch.setattr(lenet, "load_images", fake_digits)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lenet.torch, "save", full_disk)
+    with pytest.warns(UserWarning, match="No space left"):
+        net, acc = feature_network("mnist", cache_dir=tmp_path, epochs=2, progress=False)
+    assert isinstance(net, LeNetFeatures) and acc > 0.95
+    assert not list(tmp_path.iterdir()), "no partial file is left"

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +23,7 @@ from entropic_ae.training import (
     default_device,
     evaluate,
     linear_warmup,
+    seeded,
     set_seed,
     steps,
     train,
@@ -380,3 +387,325 @@ def test_seed_and_device_helpers():
     assert default_device("cpu") == torch.device("cpu")
     assert default_device("auto").type in {"cpu", "cuda", "mps"}
     assert math.isfinite(torch.rand(()).item())
+
+
+# --- checkpoint integrity ------------------------------------------------------------------------
+
+
+def _flip(path, start, count):
+    data = bytearray(path.read_bytes())
+    for i in range(start, start + count):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_in_a_checkpoint_are_refused_not_resumed(data, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    model, _ = run(data, 1, checkpoint=ckpt)
+    raw = ckpt.read_bytes()
+    weights = model.enc.weight.detach().numpy().tobytes()
+    start = raw.find(weights)
+    assert start > 0, "the weights are stored as raw bytes inside the zip"
+    good = ckpt.read_bytes()
+    for where, count in ((start, len(weights)), (len(raw) // 2 - 1000, 2000)):
+        ckpt.write_bytes(good)
+        _flip(ckpt, where, count)
+        fresh = make_model(5)
+        before = {k: v.clone() for k, v in fresh.state_dict().items()}
+        with pytest.raises(ValueError, match="delete it") as info:
+            train(fresh, loss_fn, data, epochs=2, checkpoint=ckpt, progress=False,
+                  device="cpu", batch_size=48)
+        assert str(ckpt) in str(info.value)
+        assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items()), \
+            "nothing of a corrupted checkpoint reaches the model"
+    ckpt.write_bytes(good)
+    _flip(ckpt, start, len(weights))
+    with pytest.raises(ValueError, match="checksum"):
+        run(data, 2, checkpoint=ckpt)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda x: x.flip(-1), lambda x: x.transpose(-1, -2), lambda x: x.flip(0),
+     lambda x: torch.cat([x[1:2], x[:1], x[2:]]),
+     lambda x: x.clone().index_put_((torch.tensor([100]),), x[100] + 1e-7)],
+    ids=["flip-pixels", "transpose", "reverse-order", "swap-two-samples", "one-element-1e-7"],
+)
+def test_the_data_fingerprint_sees_every_element_and_the_order(data, tmp_path, change):
+    ckpt = tmp_path / "run.pt"
+    run(data, 1, checkpoint=ckpt)
+    other = change(data)
+    assert other.shape == data.shape and not torch.equal(other, data)
+    with pytest.raises(ValueError, match="different data"):
+        run(other, 2, checkpoint=ckpt)
+    run(data.clone(), 2, checkpoint=ckpt)  # equal values, another tensor: accepted
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [({"format": 1}, "format 1"),
+     ({"format": 1, "epoch": 1, "model": {}, "fingerprint": {}}, "format 1"),
+     ({"format": "two"}, "not a checkpoint written by"),
+     ([1, 2, 3], "not a checkpoint written by")],
+)
+def test_old_or_foreign_checkpoints_are_refused_clearly(data, tmp_path, content, message):
+    ckpt = tmp_path / "old.pt"
+    torch.save(content, ckpt)
+    with pytest.raises(ValueError, match=message) as info:
+        run(data, 1, checkpoint=ckpt)
+    assert str(ckpt) in str(info.value) and "delete it" in str(info.value)
+
+
+def test_a_checkpoint_missing_keys_names_them(data, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    run(data, 1, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    for key in ("fingerprint", "sha256", "rng"):
+        partial = {k: v for k, v in state.items() if k != key}
+        torch.save(partial, ckpt)
+        with pytest.raises(ValueError, match=f"lacks.*{key}") as info:
+            run(data, 2, checkpoint=ckpt)
+        assert str(ckpt) in str(info.value) and "delete it" in str(info.value)
+
+
+def test_checkpoint_names_change_with_the_format():
+    from entropic_ae import training
+
+    name = checkpoint_path("results", "mlp", lam=0.3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "_CHECKPOINT_FORMAT", training._CHECKPOINT_FORMAT + 1)
+        assert checkpoint_path("results", "mlp", lam=0.3) != name
+
+
+KILLED_RUN = r"""
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[1])
+import test_training as t
+
+data = torch.rand(256, 1, 8, 8, generator=torch.Generator().manual_seed(123))
+
+def kill_after_two(epoch, history):
+    if epoch == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+t.run(data, 4, weights={"l1": t.linear_warmup(0.5, 3)}, checkpoint=sys.argv[2],
+      callback=kill_after_two)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_resume_after_sigkill_is_bit_identical(data, tmp_path, one_thread):
+    ckpt = tmp_path / "killed.pt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(Path(__file__).parent), str(ckpt)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    weights = {"l1": linear_warmup(0.5, 3)}
+    resumed, h_resumed = run(data, 4, weights=weights, checkpoint=ckpt, init=99)
+    straight, h_straight = run(data, 4, weights=weights)
+    _assert_same(straight, resumed)
+    assert h_resumed.terms == h_straight.terms
+
+
+def test_concurrent_writers_leave_a_valid_file(data, tmp_path):
+    from entropic_ae import training
+
+    ckpt = tmp_path / "shared.pt"
+    model, _ = run(data, 1, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    errors = []
+
+    def writer(seed):
+        try:
+            for epoch in range(8):
+                s = dict(state, epoch=epoch, history={"terms": {}, "weights": {},
+                                                      "epoch_seconds": [float(seed)]})
+                s["model"] = {k: v + seed for k, v in state["model"].items()}
+                training._save_checkpoint(ckpt, s)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    loaded = training._load_checkpoint(ckpt, torch.device("cpu"))  # checksum verified
+    seed = int(loaded["history"]["epoch_seconds"][0])
+    assert torch.equal(loaded["model"]["enc.weight"], state["model"]["enc.weight"] + seed)
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.pt"], "no temporary files left"
+
+
+# --- batches, data checks and seeding ------------------------------------------------------------
+
+
+class TinyBNAE(TinyAE):
+    """TinyAE with a batch norm on the code: a batch of one sample cannot be normalised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.norm(self.enc(x.reshape(x.shape[0], -1)))
+        return torch.sigmoid(self.dec(z)).reshape(x.shape)
+
+
+def _recording_loss(sizes):
+    def loss(model, x):
+        sizes.append(x.shape[0])
+        return {"mse": ((model(x) - x) ** 2).mean()}
+    return loss
+
+
+@pytest.mark.parametrize("model_class", [TinyAE, TinyBNAE])
+def test_a_final_batch_of_one_sample_is_merged_into_the_previous(data, model_class):
+    sizes = []
+    torch.manual_seed(0)
+    hist = train(model_class(), _recording_loss(sizes), data[:97], epochs=2, batch_size=48,
+                 progress=False, device="cpu")
+    assert sizes == [48, 49] * 2 and hist.epochs == 2
+    ds_sizes = []
+    torch.manual_seed(0)
+    train(model_class(), _recording_loss(ds_sizes), TensorDataset(data[:97]), epochs=1,
+          batch_size=48, progress=False, device="cpu")
+    assert ds_sizes == [48, 49]
+    sizes.clear()
+    train(model_class(), _recording_loss(sizes), data[:98], epochs=1, batch_size=48,
+          progress=False, device="cpu")
+    assert sizes == [48, 48, 2], "a final batch of two is left alone"
+
+
+def test_the_merged_batch_holds_every_sample_once(data):
+    seen = []
+
+    def loss(model, x):
+        seen.append(x.reshape(x.shape[0], -1)[:, 0].clone())
+        return {"mse": ((model(x) - x) ** 2).mean()}
+
+    train(make_model(), loss, data[:49], epochs=1, batch_size=8, progress=False, device="cpu")
+    firsts = torch.cat(seen)
+    assert [len(s) for s in seen] == [8] * 5 + [9]
+    assert torch.equal(firsts.sort().values, data[:49].reshape(49, -1)[:, 0].sort().values)
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(1, 128), (50, 1)])
+def test_batch_norm_with_single_sample_batches_fails_up_front(data, n, batch_size):
+    calls = []
+    with pytest.raises(ValueError, match="batch norm") as info:
+        train(TinyBNAE(), _recording_loss(calls), data[:n], epochs=1, batch_size=batch_size,
+              progress=False, device="cpu")
+    assert calls == [], "the error comes before any step"
+    assert "BatchNorm1d" in str(info.value)
+    # without batch norm one sample is a valid (if tiny) dataset
+    train(make_model(), _recording_loss(calls), data[:1], epochs=1, progress=False, device="cpu")
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_tensor_data_is_refused_before_the_first_step(data, bad):
+    x = data.clone()
+    x[37, 0, 3, 4] = bad
+    calls = []
+    model = make_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"NaN or infinite.*sample 37") as info:
+        train(model, _recording_loss(calls), x, epochs=1, progress=False, device="cpu")
+    assert "1 non-finite" in str(info.value)
+    assert calls == [] and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_non_finite_dataset_items_are_refused_before_their_step(data):
+    x = data.clone()
+    x[200] = float("nan")
+
+    class Items(Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return x[i], i
+
+    model = make_model()
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        train(model, loss_fn, Items(), epochs=1, progress=False, device="cpu", batch_size=48)
+    assert all(torch.isfinite(p).all() for p in model.parameters()), "no step used the batch"
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool])
+def test_non_float_data_gives_a_clear_type_error(data, dtype):
+    x = (data * 255).to(dtype)
+    with pytest.raises(TypeError, match=r"floating point.*\[0, 1\]"):
+        train(make_model(), loss_fn, x, epochs=1, progress=False, device="cpu")
+    with pytest.raises(TypeError, match=r"floating point.*\[0, 1\]"):
+        train(make_model(), loss_fn, TensorDataset(x, x), epochs=1, progress=False,
+              device="cpu")
+
+    class Items(Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return x[i]
+
+    with pytest.raises(TypeError, match=r"floating point.*\[0, 1\]"):
+        train(make_model(), loss_fn, Items(), epochs=1, progress=False, device="cpu")
+
+
+def test_a_model_factory_is_seeded_by_train(data):
+    kw = {"epochs": 2, "progress": False, "device": "cpu", "batch_size": 48}
+    h1 = train(TinyAE, loss_fn, data, seed=3, **kw)
+    h2 = train(TinyAE, loss_fn, data, seed=3, **kw)
+    assert isinstance(h1.model, TinyAE) and h1.model is not h2.model
+    _assert_same(h1.model, h2.model)
+    assert h1.terms == h2.terms
+    assert h1 == History.from_dict(h1.to_dict()), "the model takes no part in comparisons"
+    h3 = train(TinyAE, loss_fn, data, seed=4, **kw)
+    assert not torch.equal(h1.model.enc.weight, h3.model.enc.weight)
+    # the same as building the model with seeded() and passing it
+    model = seeded(TinyAE, 3)
+    h4 = train(model, loss_fn, data, seed=3, **kw)
+    assert h4.model is model
+    _assert_same(h1.model, model)
+
+
+def test_a_model_built_before_train_is_not_seeded_by_it(data):
+    kw = {"epochs": 1, "progress": False, "device": "cpu", "batch_size": 48}
+    torch.manual_seed(10)
+    a = train(TinyAE(), loss_fn, data, seed=0, **kw).model
+    torch.manual_seed(11)
+    b = train(TinyAE(), loss_fn, data, seed=0, **kw).model
+    assert not torch.equal(a.enc.weight, b.enc.weight), "documented: seed does not reach it"
+
+
+def test_seeded_builds_reproducibly_and_leaves_the_global_rngs_alone():
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    a, b = seeded(TinyAE, 7), seeded(TinyAE, 7)
+    _assert_same(a, b)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not torch.equal(seeded(TinyAE, 8).enc.weight, a.enc.weight)
+    with pytest.raises(TypeError, match="nn.Module"):
+        seeded(lambda: 3, 0)
+    with pytest.raises(TypeError, match="seed"):
+        seeded(TinyAE, "0")
+
+
+def test_bad_models_and_factories(data):
+    with pytest.raises(TypeError, match="zero-argument"):
+        train(5, loss_fn, data, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="returned int"):
+        train(lambda: 5, loss_fn, data, epochs=1, progress=False)
+
+
+def test_numpy_numbers_are_accepted(data):
+    np = pytest.importorskip("numpy")
+    _, hist = run(data, np.int64(1), seed=np.int64(2), lr=np.float32(1e-3),
+                  batch_size=np.int64(64))
+    assert hist.epochs == 1

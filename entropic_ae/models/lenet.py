@@ -8,6 +8,9 @@ clothes, on which Inception was never trained.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -74,6 +77,20 @@ def _accuracy(net: LeNetFeatures, images: torch.Tensor, labels: torch.Tensor) ->
     return correct / len(images)
 
 
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and write (then delete) a file in it; ValueError if either
+    fails, so that nothing is trained whose result could not be kept."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"cannot write the feature network's cache folder {folder} ({err}); "
+                         "pass cache_dir= a writable folder (or root= a writable data root)"
+                         ) from err
+
+
 def feature_network(dataset: str = "mnist", root: str | Path | None = None,
                     cache_dir: str | Path | None = None, epochs: int = 2,
                     limit: int | None = None, seed: int = 0,
@@ -84,7 +101,10 @@ def feature_network(dataset: str = "mnist", root: str | Path | None = None,
     ``limit`` training images, seeded with ``seed``) and cached as
     ``<cache_dir>/lenet-<dataset>-<hash of the settings>.pt``; later calls load it. The default
     ``cache_dir`` is ``<data root>/feature_nets`` (see :func:`entropic_ae.data.default_data_root`).
-    The accuracy is measured on the full test split.
+    The accuracy is measured on the full test split. Before anything is trained, the cache
+    folder is created and test-written: an unwritable one raises ``ValueError`` at once. Should
+    saving still fail afterwards (e.g. a full disk), a warning says so and the trained network
+    is returned all the same.
     """
     if dataset not in ("mnist", "fashion-mnist"):
         raise ValueError(f"the LeNet feature network is for 'mnist' or 'fashion-mnist', got "
@@ -101,14 +121,20 @@ def feature_network(dataset: str = "mnist", root: str | Path | None = None,
         state = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(state["model"])
         return net.eval(), float(state["test_accuracy"])
+    _check_writable(path.parent)
     images, labels = load_images(dataset, "train", root=root, limit=limit)
     if progress:
         print(f"training the {dataset} feature network ({epochs} epochs on {len(images)} images)")
     net = _train_lenet(images, labels, epochs, seed)
     test_images, test_labels = load_images(dataset, "test", root=root)
     acc = _accuracy(net, test_images, test_labels)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": net.state_dict(), "test_accuracy": acc, "config": config}, tmp)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({"model": net.state_dict(), "test_accuracy": acc, "config": config}, tmp)
+        tmp.replace(path)
+    except OSError as err:
+        warnings.warn(f"could not cache the trained feature network in {path} ({err}); it is "
+                      "returned, but will be trained again next time", stacklevel=2)
+    finally:
+        tmp.unlink(missing_ok=True)
     return net, acc

@@ -1,0 +1,290 @@
+"""The parameters of each chapter, checked in its setup cell.
+
+A chapter's first code cell (tagged ``parameters``) holds literals that papermill may replace;
+its setup cell starts with::
+
+    globals().update(check_parameters("01_entropy", globals()))
+
+:func:`check_parameters` looks up the chapter's schema in :data:`SCHEMAS`, checks every value,
+returns the cleaned values (NumPy scalars as Python numbers, tuples and papermill's strings
+``'[1, 2]'`` as lists, paths as strings) and raises **one** ``ValueError`` that lists every bad
+parameter, its value and what is allowed. A bad value thus stops the chapter in its setup cell
+instead of giving NaN in a table or an error ten cells later.
+
+A schema maps each parameter name to a spec: :class:`Int`, :class:`Float`, :class:`Bool`,
+:class:`Choice`, :class:`Device`, :class:`PathStr`, :class:`ListOf` and :class:`Optional`.
+Adding a chapter is a few lines::
+
+    SCHEMAS["02_compactifier"] = {**COMMON, "n_train": Int(min=1), "lam": Float(gt=0, le=1),
+                                  "checkpoint_dir": Optional(PathStr())}
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from entropic_ae._checks import is_integer, is_real
+
+__all__ = [
+    "COMMON",
+    "SCHEMAS",
+    "Bool",
+    "Choice",
+    "Device",
+    "Float",
+    "Int",
+    "ListOf",
+    "Optional",
+    "ParameterError",
+    "PathStr",
+    "Spec",
+    "check_parameters",
+]
+
+
+class ParameterError(ValueError):
+    """One value does not satisfy its spec; the message says what is allowed."""
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Spec:
+    """A rule for one parameter: :meth:`clean` returns the value to use or raises
+    :class:`ParameterError`; :meth:`describe` says in words what is allowed."""
+
+    def describe(self) -> str:
+        """What is allowed, e.g. ``"an int >= 1"``."""
+        raise NotImplementedError
+
+    def clean(self, value: Any) -> Any:
+        """The value to use (e.g. a NumPy integer as an ``int``), or ParameterError."""
+        raise NotImplementedError
+
+    def _fail(self) -> ParameterError:
+        return ParameterError(f"must be {self.describe()}")
+
+
+def _bounds(pairs: list[tuple[str, float | None]]) -> str:
+    parts = [f"{op} {bound:g}" for op, bound in pairs if bound is not None]
+    return " and ".join(parts)
+
+
+class Int(Spec):
+    """An integer (Python or NumPy, never a bool or a float) with ``min <= value <= max``."""
+
+    def __init__(self, min: int | None = None, max: int | None = None) -> None:
+        self.min, self.max = min, max
+
+    def describe(self) -> str:
+        bounds = _bounds([(">=", self.min), ("<=", self.max)])
+        return f"an int {bounds}" if bounds else "an int"
+
+    def clean(self, value: Any) -> int:
+        if not is_integer(value):
+            raise self._fail()
+        value = int(value)
+        if (self.min is not None and value < self.min) or (self.max is not None
+                                                           and value > self.max):
+            raise self._fail()
+        return value
+
+
+class Float(Spec):
+    """A finite real number (ints and NumPy scalars accepted, not bools) within the bounds
+    ``gt`` (>), ``ge`` (>=), ``lt`` (<), ``le`` (<=) that are given; returned as a ``float``."""
+
+    def __init__(self, gt: float | None = None, ge: float | None = None,
+                 lt: float | None = None, le: float | None = None) -> None:
+        self.gt, self.ge, self.lt, self.le = gt, ge, lt, le
+
+    def describe(self) -> str:
+        bounds = _bounds([(">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le)])
+        return f"a number {bounds}" if bounds else "a finite number"
+
+    def clean(self, value: Any) -> float:
+        if not is_real(value) or not math.isfinite(value):
+            raise self._fail()
+        value = float(value)
+        if ((self.gt is not None and not value > self.gt)
+                or (self.ge is not None and not value >= self.ge)
+                or (self.lt is not None and not value < self.lt)
+                or (self.le is not None and not value <= self.le)):
+            raise self._fail()
+        return value
+
+
+class Bool(Spec):
+    """``True`` or ``False`` (a NumPy bool too; not 0/1)."""
+
+    def describe(self) -> str:
+        return "True or False"
+
+    def clean(self, value: Any) -> bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise self._fail()
+        return bool(value)
+
+
+class Choice(Spec):
+    """One of the given values (compared by type and value, so ``True`` is not ``1``)."""
+
+    def __init__(self, *choices: Any) -> None:
+        if not choices:
+            raise ValueError("Choice needs at least one allowed value")
+        self.choices = choices
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(c) for c in self.choices)
+
+    def clean(self, value: Any) -> Any:
+        for choice in self.choices:
+            if type(value) is type(choice) and value == choice:
+                return value
+        raise self._fail()
+
+
+class Device(Spec):
+    """A device name: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (whether it
+    exists is checked later by :func:`entropic_ae.training.default_device`)."""
+
+    _PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+    def describe(self) -> str:
+        return "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+
+    def clean(self, value: Any) -> str:
+        if not isinstance(value, str) or not self._PATTERN.fullmatch(value):
+            raise self._fail()
+        return value
+
+
+class PathStr(Spec):
+    """A non-empty path, as a string (``os.PathLike`` values are converted)."""
+
+    def describe(self) -> str:
+        return "a non-empty path (a string)"
+
+    def clean(self, value: Any) -> str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value.strip() or "\0" in value:
+            raise self._fail()
+        return value
+
+
+class ListOf(Spec):
+    """A list (or tuple) of at least ``min_len`` items, each satisfying ``item``; returned as a
+    list. A string is first read as a Python literal (``ast.literal_eval``), which is how
+    ``papermill -p name '[1, 2]'`` delivers a list."""
+
+    def __init__(self, item: Spec, min_len: int = 1) -> None:
+        if not isinstance(item, Spec):
+            raise TypeError(f"ListOf needs a Spec for its items, got {type(item).__name__}")
+        self.item, self.min_len = item, min_len
+
+    def describe(self) -> str:
+        size = ("a non-empty list" if self.min_len == 1 else
+                "a list" if self.min_len <= 0 else f"a list of at least {self.min_len} items")
+        return f"{size}, each item {self.item.describe()}"
+
+    def clean(self, value: Any) -> list[Any]:
+        if isinstance(value, str):
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                raise ParameterError(f"must be {self.describe()}; this string is not a Python "
+                                     "literal such as '[1, 2]'") from None
+        if not isinstance(value, (list, tuple)) or len(value) < self.min_len:
+            raise self._fail()
+        cleaned, problems = [], []
+        for i, item in enumerate(value):
+            try:
+                cleaned.append(self.item.clean(item))
+            except ParameterError as err:
+                problems.append(f"item {i} ({_short(item, 30)}): {err}")
+        if problems:
+            raise ParameterError("; ".join(problems))
+        return cleaned
+
+
+class Optional(Spec):
+    """``None``, or a value satisfying ``inner``."""
+
+    def __init__(self, inner: Spec) -> None:
+        if not isinstance(inner, Spec):
+            raise TypeError(f"Optional needs a Spec, got {type(inner).__name__}")
+        self.inner = inner
+
+    def describe(self) -> str:
+        return f"None or {self.inner.describe()}"
+
+    def clean(self, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return self.inner.clean(value)
+        except ParameterError:
+            raise self._fail() from None
+
+
+#: The parameters every chapter has (see CONTRIBUTING.md).
+COMMON: dict[str, Spec] = {
+    "seed": Int(min=0),
+    "device": Device(),
+    "data_root": Optional(PathStr()),
+    "results_dir": PathStr(),
+}
+
+#: Chapter (notebook stem) -> {parameter name: spec}.
+SCHEMAS: dict[str, Mapping[str, Spec]] = {
+    "01_entropy": {
+        **COMMON,
+        "kl_sample_sizes": ListOf(Int(min=2)),  # the estimator needs N >= 2 (k = 1)
+        "kl_dims": ListOf(Int(min=1)),
+        "kl_repeats": Int(min=1),
+        "mc_samples": Int(min=1),
+        "maxent_steps": Int(min=1),
+    },
+}
+
+
+def check_parameters(chapter: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The cleaned values of ``chapter``'s parameters, taken from ``values`` (e.g. the
+    notebook's ``globals()``): ``{name: SCHEMAS[chapter][name].clean(values[name])}``.
+
+    Names outside the schema are ignored. Every missing or bad parameter is collected, and
+    one ``ValueError`` lists them all (name, value, what is allowed). An unknown chapter
+    raises ``ValueError`` listing the known ones.
+    """
+    if not isinstance(chapter, str) or chapter not in SCHEMAS:
+        raise ValueError(f"no parameter schema for chapter {chapter!r}; known chapters: "
+                         f"{', '.join(sorted(SCHEMAS))} (add one to "
+                         "entropic_ae.parameters.SCHEMAS)")
+    if not isinstance(values, Mapping):
+        raise TypeError(f"values must be a mapping {{name: value}} such as globals(), got "
+                        f"{type(values).__name__}")
+    cleaned: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, spec in SCHEMAS[chapter].items():
+        if name not in values:
+            problems.append(f"{name}: missing (expected {spec.describe()})")
+            continue
+        try:
+            cleaned[name] = spec.clean(values[name])
+        except ParameterError as err:
+            problems.append(f"{name} = {_short(values[name])}: {err}")
+    if problems:
+        lines = "".join(f"\n  - {p}" for p in problems)
+        raise ValueError(f"invalid parameters for chapter {chapter}:{lines}\nSet them in the "
+                         "chapter's parameters cell or with `papermill -p NAME VALUE`.")
+    return cleaned
