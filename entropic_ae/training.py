@@ -39,9 +39,11 @@ __all__ = [
     "checkpoint_path",
     "constant",
     "cosine",
+    "data_device",
     "default_device",
     "evaluate",
     "linear_warmup",
+    "resolve_precision",
     "seeded",
     "set_seed",
     "steps",
@@ -364,7 +366,10 @@ class _Batches:
                                  f"{tuple(data.shape)}")
             if not data.is_floating_point():
                 raise TypeError(f"data must be floating point, got {data.dtype}; {_FLOAT_HINT}")
-            self.tensor: torch.Tensor | None = data.to(device)
+            home = data_device(data.numel() * data.element_size(), device)
+            self.tensor: torch.Tensor | None = data.to(home)
+            if home.type == "cpu" and device.type == "cuda":
+                self.tensor = self.tensor.pin_memory()
             _check_inputs(self.tensor, "data")
             self.dataset: Dataset | None = None
             self.n = data.shape[0]
@@ -399,9 +404,10 @@ class _Batches:
         perm = torch.randperm(self.n, generator=generator)
         bounds = _batch_bounds(self.n, self.batch_size)
         if self.tensor is not None:
-            perm = perm.to(self.device)
+            perm = perm.to(self.tensor.device)
             for start, stop in bounds:
-                yield self.tensor.index_select(0, perm[start:stop])
+                yield self.tensor.index_select(0, perm[start:stop]).to(self.device,
+                                                                        non_blocking=True)
             return
         index_lists = [perm[start:stop].tolist() for start, stop in bounds]
         # own generator: creating a DataLoader iterator must not draw from the global RNG
@@ -415,6 +421,33 @@ class _Batches:
             x = x.to(self.device, non_blocking=True)
             _check_inputs(x, "the Dataset's inputs", items)
             yield x
+
+
+def data_device(n_bytes: int, device: torch.device, free_bytes: int | None = None,
+                fraction: float = 0.5) -> torch.device:
+    """Where the training tensor lives: on ``device`` when it is the CPU or when the tensor
+    takes at most ``fraction`` of the device's free memory (``free_bytes``, default: CUDA's
+    own report), else on the CPU (pinned), with each batch copied over as it is used."""
+    if device.type != "cuda":
+        return device
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    return device if n_bytes <= fraction * free_bytes else torch.device("cpu")
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """``"fp32"`` or ``"bf16"``: ``None``/``"auto"`` means bf16 autocast on CUDA GPUs that
+    support it and fp32 elsewhere."""
+    if precision in (None, "auto"):
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+    return precision
+
+
+def _uses_convolutions(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
 
 
 def _tensor_bytes(t: torch.Tensor) -> np.ndarray:
@@ -637,6 +670,8 @@ def train(
     optimizer: Callable[[Iterable[nn.Parameter]], Optimizer] | None = None,
     callback: Callable[[int, History], bool | None] | None = None,
     desc: str = "training",
+    precision: str | None = "auto",
+    channels_last: bool | None = None,
 ) -> History:
     """Minimise ``loss = Σ_k w_k(epoch) · term_k`` over ``epochs`` epochs of shuffled batches.
 
@@ -674,6 +709,15 @@ def train(
     incomplete, of an older format or not a checkpoint at all, raises ``ValueError`` naming the
     file; it is never resumed from.
 
+    GPUs: ``precision="auto"`` (default) runs the forward pass and the loss under bf16 autocast
+    on CUDA GPUs that support it (``"fp32"`` switches it off, ``"bf16"`` forces it, also on the
+    CPU); parts that compute in float64 on purpose (the entropy estimator's neighbour search)
+    stay exact, since autocast leaves float64 alone. Convolutional models use the
+    ``channels_last`` memory layout on CUDA (``channels_last=None``: automatically), cuDNN picks
+    its fastest kernels (``cudnn.benchmark``, restored afterwards), and a training tensor stays
+    on the GPU when it takes at most half of its free memory (:func:`data_device`). The
+    precision is part of the checkpoint's fingerprint.
+
     ``callback(epoch, history)`` runs after each epoch (0-based ``epoch``); returning True stops
     training. Returns the :class:`History`, with the trained model as ``history.model``; a
     module passed as ``model`` is trained in place, moved to the device and left in eval mode.
@@ -697,17 +741,26 @@ def train(
         raise ValueError("'loss' is the weighted total and cannot be given a weight")
 
     dev = default_device(device)
+    precision = resolve_precision(precision, dev)
     batches = _Batches(data, batch_size, dev)
     if not isinstance(model, nn.Module):
         model = seeded(model, seed)
     _check_batch_norm(model, batches.n, batch_size)
     model.to(dev)
+    if channels_last is None:
+        channels_last = dev.type == "cuda" and _uses_convolutions(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     opt = optimizer(model.parameters()) if optimizer is not None else _adam(model, lr)
     if not isinstance(opt, Optimizer):
         raise TypeError(f"optimizer(params) must return a torch Optimizer, got "
                         f"{type(opt).__name__}")
     path = Path(checkpoint) if checkpoint is not None else None
     fingerprint = _fingerprint(model, opt, batch_size, seed, batches) if path else {}
+    if path is not None:
+        fingerprint["precision"] = precision
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    benchmark = torch.backends.cudnn.benchmark
 
     history = History(model=model)
     start = 0
@@ -740,6 +793,7 @@ def train(
 
     bar = tqdm(total=epochs, initial=start, desc=desc, unit="epoch", disable=not progress,
                leave=True)
+    torch.backends.cudnn.benchmark = benchmark or dev.type == "cuda"
     try:
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
@@ -748,7 +802,10 @@ def train(
             names: tuple[str, ...] | None = None
             sums: torch.Tensor | None = None
             for xb in batches(_epoch_generator(seed, epoch)):
-                terms = loss_fn(model, xb)
+                if channels_last and xb.dim() == 4:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                with autocast:
+                    terms = loss_fn(model, xb)
                 if names is None:
                     names = tuple(_check_terms(terms, epoch))
                     unknown = set(schedules) - set(names)
@@ -795,6 +852,7 @@ def train(
             if callback is not None and callback(epoch, history):
                 break
     finally:
+        torch.backends.cudnn.benchmark = benchmark
         bar.close()
         model.eval()
     return history
@@ -814,12 +872,12 @@ def _check_batch_norm(model: nn.Module, n: int, batch_size: int) -> None:
 
 
 def _check_fingerprint(path: Path, stored: Mapping[str, str], current: Mapping[str, str]) -> None:
-    diffs = [k for k in current if stored.get(k) != current[k]]
+    diffs = [k for k in dict.fromkeys([*current, *stored]) if stored.get(k) != current.get(k)]
     if not diffs:
         return
     what = "model architecture" if "model" in diffs else ", ".join(diffs)
     lines = "\n".join(f"  {k}: checkpoint has {stored.get(k)!r}\n  {' ' * len(k)}  now: "
-                      f"{current[k]!r}" for k in diffs)
+                      f"{current.get(k)!r}" for k in diffs)
     raise ValueError(f"checkpoint {path} was written for a different {what}:\n{lines}\n"
                      "delete it, or pass another checkpoint path for this configuration "
                      "(see checkpoint_path)")

@@ -709,3 +709,70 @@ def test_numpy_numbers_are_accepted(data):
     _, hist = run(data, np.int64(1), seed=np.int64(2), lr=np.float32(1e-3),
                   batch_size=np.int64(64))
     assert hist.epochs == 1
+
+
+# --- The GPU path, as far as a CPU can test it ---------------------------------------------------
+
+
+def test_bf16_autocast_runs_on_the_cpu_and_changes_the_numbers(data):
+    _, full = run(data, 2, precision="fp32")
+    _, half = run(data, 2, precision="bf16")
+    assert all(math.isfinite(v) for v in half.terms["loss"])
+    assert half.terms["loss"] != full.terms["loss"]  # bf16 matmuls round differently
+    assert run(data, 2, precision="auto")[1].terms["loss"] == full.terms["loss"]  # CPU: fp32
+
+
+def test_precision_is_checked_and_part_of_the_fingerprint(data, tmp_path):
+    with pytest.raises(ValueError, match="precision"):
+        run(data, 1, precision="fp16")
+    path = tmp_path / "c.pt"
+    run(data, 1, checkpoint=path, precision="bf16")
+    with pytest.raises(ValueError, match="precision"):
+        run(data, 2, checkpoint=path, precision="fp32")
+
+
+def test_precision_auto_means_bf16_only_on_cuda(monkeypatch):
+    from entropic_ae.training import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision(None, torch.device("cuda")) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_training_data_stays_on_the_gpu_only_when_it_fits():
+    from entropic_ae.training import data_device
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert data_device(10**12, cpu) == cpu
+    assert data_device(4 * 10**9, cuda, free_bytes=10 * 10**9) == cuda
+    assert data_device(6 * 10**9, cuda, free_bytes=10 * 10**9) == cpu
+
+
+def test_channels_last_layout_trains_the_same_function(data):
+    """The memory layout is an implementation detail: on the CPU the results agree to
+    rounding (convolution kernels may sum in another order)."""
+
+    class ConvAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Conv2d(1, 2, 3, padding=1)
+            self.dec = nn.Conv2d(2, 1, 3, padding=1)
+
+        def forward(self, x):
+            return self.dec(torch.relu(self.enc(x)))
+
+    images = torch.rand(32, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+
+    def conv_loss(model, x):
+        return {"mse": (model(x) - x).pow(2).mean()}
+
+    plain = train(ConvAE, conv_loss, images, epochs=2, batch_size=8, progress=False,
+                  device="cpu", channels_last=False)
+    last = train(ConvAE, conv_loss, images, epochs=2, batch_size=8, progress=False,
+                 device="cpu", channels_last=True)
+    assert last.model.enc.weight.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(plain.terms["mse"], last.terms["mse"], strict=True):
+        assert a == pytest.approx(b, rel=1e-5)
