@@ -24,6 +24,13 @@ compactifier loss is that entropy, in one of four variants:
 
 (the bias is counted in both activities, so twice in the cumulative variant, as in the
 source document). Minimising it pushes the network to switch neurons off.
+
+These activities depend on weight magnitudes only, so a unit that never fires can hold any
+amount of them (a "decoy"), and rescaling a ReLU unit changes them at no cost. The
+*data-dependent* activity :func:`data_activity`,
+:math:`a_j = \mathbb E_x|h_j(x)| \cdot \lVert W^{out}_{:,j}\rVert_1`, is zero for a unit that
+never fires and does not change when the unit is rescaled; :func:`data_compactifier_loss` and
+its fused training version :func:`fused_data_compactifier_loss` penalise its entropy.
 """
 
 from __future__ import annotations
@@ -40,7 +47,10 @@ __all__ = [
     "VARIANTS",
     "activity_entropy",
     "compactifier_loss",
+    "data_activity",
+    "data_compactifier_loss",
     "effective_units",
+    "fused_data_compactifier_loss",
     "fused_layer_compactifier_loss",
     "incoming_activity",
     "layer_compactifier_loss",
@@ -286,3 +296,111 @@ def fused_layer_compactifier_loss(into: nn.Linear, out_of: nn.Linear, variant: s
     if abs(alpha - 1.0) < SHANNON_ORDER_TOLERANCE:
         alpha = 1.0
     return _FusedCompactifier.apply(into.weight, into.bias, out_of.weight, variant, alpha)
+
+
+# --- Data-dependent activity ---------------------------------------------------------------------
+
+
+def _check_codes(h: torch.Tensor, weight: torch.Tensor) -> None:
+    if not isinstance(h, torch.Tensor):
+        raise TypeError(f"h must be a torch.Tensor of activations (B, n), got {type(h).__name__}")
+    if h.dim() != 2 or h.shape[0] < 1:
+        raise ValueError(f"h must have shape (B >= 1, n): one row of the layer's activations "
+                         f"per input, got {tuple(h.shape)}")
+    if not h.is_floating_point():
+        raise TypeError(f"h must be floating point, got {h.dtype}")
+    if h.shape[1] != weight.shape[1]:
+        raise ValueError(f"h has {h.shape[1]} units but next_layer has {weight.shape[1]} "
+                         "in_features")
+
+
+def data_activity(h: torch.Tensor, next_layer: LayerLike) -> torch.Tensor:
+    r"""Data-dependent activity :math:`a_j = \mathbb E_x|h_j(x)| \cdot
+    \sum_k |W^{out}_{kj}|` of the units of a hidden layer.
+
+    ``h`` holds the layer's activations on a batch (B × n, e.g. ``model.layer_outputs(x)[l]``),
+    ``next_layer`` is the linear map out of the layer (``nn.Linear`` or ``(weight, bias)``,
+    weight k × n); the expectation is the batch mean. Differentiable in ``h`` (hence in every
+    earlier parameter) and in :math:`W^{out}`. Returns a vector of length n.
+
+    *Meaning.* :math:`|h_j(x)| \lVert W^{out}_{:,j}\rVert_1 = \lVert W^{out}_{:,j}\,h_j(x)
+    \rVert_1`, so :math:`a_j` is the mean :math:`\ell_1` size of what unit :math:`j` adds to the
+    next layer's pre-activations.
+
+    *Dead units.* If :math:`h_j(x) = 0` for every input (a ReLU unit that never fires),
+    :math:`a_j = 0` however large its weights are: a decoy holds no activity.
+
+    *Rescaling.* Multiply unit :math:`j`'s incoming weights and bias by :math:`c > 0` and its
+    outgoing weights :math:`W^{out}_{:,j}` by :math:`1/c`. The ReLU is positively homogeneous,
+    :math:`\mathrm{relu}(c\,t) = c\,\mathrm{relu}(t)`, so :math:`h_j \to c\,h_j`, the next
+    layer's input :math:`W^{out}_{:,j} h_j` is unchanged (the network computes the same function)
+    and :math:`a_j \to c\,\mathbb E|h_j| \cdot \lVert W^{out}_{:,j}\rVert_1 / c = a_j`; the
+    other units' activities do not involve :math:`c`. Hence :math:`a`, and every entropy of
+    :math:`a / \sum a`, is invariant. (It is *not* invariant to rescaling a unit :math:`k` of the
+    next layer, which multiplies row :math:`W^{out}_{k,:}` by :math:`c_k`: a next-layer ReLU
+    unit that reads mainly from unit :math:`j` can still inflate :math:`a_j` at no cost.)
+    """
+    weight, _ = _weight_bias(next_layer, "next_layer")
+    _check_weight(weight, "next_layer")
+    _check_codes(h, weight)
+    return h.abs().mean(0) * weight.abs().sum(0)
+
+
+def data_compactifier_loss(h: torch.Tensor, next_layer: LayerLike, alpha: float = 1.0,
+                           base: float | None = None) -> torch.Tensor:
+    r"""Entropy :math:`H_\alpha(a / \sum_j a_j)` of the :func:`data_activity` :math:`a`, by
+    autograd (the reference for :func:`fused_data_compactifier_loss`).
+
+    Validates its input: raises ``ValueError`` when every activity is zero (no unit fires on
+    the batch, or the next layer ignores all of them) or any is NaN/inf.
+    """
+    return activity_entropy(data_activity(h, next_layer), alpha, base)
+
+
+class _FusedDataCompactifier(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, w_out, alpha):  # type: ignore[override]
+        mean_abs = h.abs().mean(0)
+        col = w_out.abs().sum(0)
+        entropy, g = _entropy_and_grad(mean_abs * col, alpha)
+        ctx.save_for_backward(h, w_out, g * col / h.shape[0], g * mean_abs)
+        return entropy
+
+    @staticmethod
+    def backward(ctx, grad_output):  # type: ignore[override]
+        h, w_out, g_h, g_w = ctx.saved_tensors
+        grad_h = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_h = h.sign().mul_(g_h * grad_output)
+        if ctx.needs_input_grad[1]:
+            grad_w = w_out.sign().mul_(g_w * grad_output)
+        return grad_h, grad_w, None
+
+
+def fused_data_compactifier_loss(h: torch.Tensor, out_of: nn.Linear,
+                                 alpha: float = 1.0) -> torch.Tensor:
+    r""":func:`data_compactifier_loss` (nats) with a hand-written gradient, for training.
+
+    With :math:`a_j = \bar h_j c_j`, :math:`\bar h_j = \frac1B\sum_b |h_{bj}|` and
+    :math:`c_j = \sum_k |W^{out}_{kj}|`, the chain rule gives
+    :math:`\partial H/\partial h_{bj} = g_j\, c_j \operatorname{sign}(h_{bj}) / B` and
+    :math:`\partial H/\partial W^{out}_{kj} = g_j\, \bar h_j \operatorname{sign}
+    W^{out}_{kj}` with :math:`g = \partial H_\alpha/\partial a` in closed form (see
+    :func:`fused_layer_compactifier_loss`), so the whole term is a few reductions over ``h``
+    (B × n) and :math:`W^{out}` and its backward two multiplications; the gradient into ``h``
+    joins the training step's own backward pass. ``h`` are the layer's activations from the
+    step's forward pass (``model.layer_outputs(x)[l]``), ``out_of`` the ``nn.Linear`` out of
+    the layer; :math:`0 < \alpha < \infty`. No per-call validation of values: if no unit fires
+    the result is NaN, which :func:`entropic_ae.training.train` reports.
+    """
+    if not isinstance(out_of, nn.Linear):
+        raise TypeError("out_of must be an nn.Linear; for (weight, bias) tuples use "
+                        "data_compactifier_loss")
+    _check_codes(h, out_of.weight)
+    alpha = _check_order(alpha)
+    if alpha == 0 or math.isinf(alpha):
+        raise ValueError(f"the fused loss needs 0 < alpha < inf (its gradient is 0 or a "
+                         f"subgradient otherwise), got {alpha}; use data_compactifier_loss")
+    if abs(alpha - 1.0) < SHANNON_ORDER_TOLERANCE:
+        alpha = 1.0
+    return _FusedDataCompactifier.apply(h, out_of.weight, alpha)

@@ -9,12 +9,16 @@ from torch import nn
 from entropic_ae.compactifier import (
     activity_entropy,
     compactifier_loss,
+    data_activity,
+    data_compactifier_loss,
     effective_units,
+    fused_data_compactifier_loss,
     fused_layer_compactifier_loss,
     incoming_activity,
     layer_compactifier_loss,
     outgoing_activity,
 )
+from entropic_ae.models.mlp import MLPAutoencoder
 
 
 def loop_entropy(values, alpha):
@@ -193,3 +197,128 @@ def test_fused_rejects_bad_input():
         fused_layer_compactifier_loss(into, out_of, "both", -1.0)
     with pytest.raises(ValueError, match="bias"):
         fused_layer_compactifier_loss(nn.Linear(7, 5, bias=False), out_of, "both", 0.5)
+
+
+# --- Data-dependent activity ---------------------------------------------------------------
+
+
+def loop_data_activity(h, out_of):
+    """a_j = (1/B) sum_b |h[b][j]| * sum_k |W[k][j]|, with Python loops."""
+    rows, w = h.tolist(), out_of.weight.tolist()
+    n = len(rows[0])
+    return [sum(abs(r[j]) for r in rows) / len(rows) * sum(abs(wk[j]) for wk in w)
+            for j in range(n)]
+
+
+def codes_and_layer(seed=0, dead=True):
+    gen = torch.Generator().manual_seed(seed)
+    h = torch.relu(torch.randn(9, 5, generator=gen, dtype=torch.float64))
+    if dead:
+        h[:, 3] = 0.0  # unit 3 never fires
+    torch.manual_seed(seed)
+    return h, nn.Linear(5, 4).double()
+
+
+def test_data_activity_matches_loops():
+    h, out_of = codes_and_layer()
+    h[0, 1] = -2.0  # |h| also for signed codes
+    want = loop_data_activity(h, out_of)
+    got = data_activity(h, out_of)
+    assert got.tolist() == pytest.approx(want, rel=1e-12)
+    assert got[3] == 0.0
+    torch.testing.assert_close(data_activity(h, (out_of.weight, None)), got)
+
+
+@pytest.mark.parametrize("dead", [False, True])
+@pytest.mark.parametrize("alpha", [0.04, 0.5, 1.0, 1.0 + 1e-8, 2.0, 7.0])
+def test_fused_data_loss_matches_loops_and_autograd(alpha, dead):
+    h, out_of = codes_and_layer(dead=dead)
+    h.requires_grad_(True)
+    order = 1 if abs(alpha - 1) < 1e-6 else alpha  # the package treats this as Shannon
+    want_value = loop_entropy(loop_data_activity(h.detach(), out_of), order)
+    want = data_compactifier_loss(h, out_of, alpha)
+    got = fused_data_compactifier_loss(h, out_of, alpha)
+    assert want.item() == pytest.approx(want_value, rel=1e-10)
+    assert got.item() == pytest.approx(want.item(), rel=1e-12, abs=1e-12)
+    params = [h, out_of.weight]
+    for g_got, g_want in zip(grads(2.5 * got, params), grads(2.5 * want, params), strict=True):
+        torch.testing.assert_close(g_got, g_want, rtol=1e-9, atol=1e-12)
+
+
+def test_fused_data_loss_gradient_by_finite_differences():
+    h, out_of = codes_and_layer(seed=2, dead=False)
+    h = h + 0.1  # away from |h| = 0, where |.| has no derivative
+    for alpha in (0.5, 1.0, 3.0):
+        assert torch.autograd.gradcheck(
+            lambda a, w, alpha=alpha: fused_data_compactifier_loss(a, _linear(w, None), alpha),
+            (h.clone().requires_grad_(), out_of.weight.detach().clone().requires_grad_()))
+
+
+def _rescale(model, layer, unit, c):
+    with torch.no_grad():
+        model.linears[layer - 1].weight[unit] *= c
+        model.linears[layer - 1].bias[unit] *= c
+        model.linears[layer].weight[:, unit] /= c
+
+
+def test_data_activity_is_invariant_to_rescaling_and_ignores_decoys():
+    """h_j -> c h_j and W_out[:, j] -> W_out[:, j] / c keep the function and a; the weight-only
+    activities move. A unit that never fires has a = 0 however large its weights."""
+    torch.manual_seed(0)
+    model = MLPAutoencoder([10, 8, 6, 8, 10]).double()
+    x = torch.rand(40, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    layer = 2
+
+    def measures():
+        h = model.layer_outputs(x)[layer]
+        into, out_of = model.linears[layer - 1], model.linears[layer]
+        return (model(x), data_activity(h, out_of),
+                fused_data_compactifier_loss(h, out_of, 0.5),
+                layer_compactifier_loss(into, out_of, "both", 0.5))
+
+    out0, a0, h0, weight_h0 = measures()
+    _rescale(model, layer, 1, 25.0)
+    _rescale(model, layer, 4, 0.02)
+    out1, a1, h1, weight_h1 = measures()
+    torch.testing.assert_close(out1, out0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a1, a0, rtol=1e-12, atol=1e-15)
+    assert h1.item() == pytest.approx(h0.item(), rel=1e-12)
+    assert abs(weight_h1.item() - weight_h0.item()) > 0.1
+
+    # a decoy: unit 0 never fires, and its in- and out-weights are huge
+    with torch.no_grad():
+        model.linears[layer - 1].weight[0] = 1e3
+        model.linears[layer - 1].bias[0] = -1e6
+        model.linears[layer].weight[:, 0] = 1e3
+    _, a2, _, _ = measures()
+    assert a2[0] == 0.0
+    torch.testing.assert_close(a2[1:], a0[1:], rtol=1e-12, atol=1e-15)
+
+
+def test_fused_data_loss_float32_close_to_float64():
+    h, out_of = codes_and_layer(dead=False)
+    h64 = fused_data_compactifier_loss(h, out_of, 0.5).item()
+    h32 = fused_data_compactifier_loss(h.float(), out_of.float(), 0.5).item()
+    assert h32 == pytest.approx(h64, rel=1e-5)
+
+
+def test_data_losses_reject_bad_input():
+    h, out_of = codes_and_layer()
+    with pytest.raises(ValueError, match="all activities are zero"):
+        data_compactifier_loss(torch.zeros(4, 5, dtype=torch.float64), out_of)
+    with pytest.raises(ValueError, match="NaN"):
+        data_compactifier_loss(h * float("nan"), out_of)
+    with pytest.raises(ValueError, match="in_features"):
+        data_activity(h[:, :4], out_of)
+    with pytest.raises(ValueError, match="shape"):
+        data_activity(h[0], out_of)
+    with pytest.raises(TypeError, match="floating"):
+        data_activity(h.long(), out_of)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        data_activity(h.tolist(), out_of)
+    with pytest.raises(TypeError, match="nn.Linear"):
+        fused_data_compactifier_loss(h, (out_of.weight, None))
+    with pytest.raises(ValueError, match="0 < alpha < inf"):
+        fused_data_compactifier_loss(h, out_of, 0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        fused_data_compactifier_loss(h, out_of, -2.0)

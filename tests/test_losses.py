@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from entropic_ae import losses
-from entropic_ae.compactifier import layer_compactifier_loss
+from entropic_ae.compactifier import data_compactifier_loss, layer_compactifier_loss
 from entropic_ae.models.conv import ConvAutoencoder, ConvVAE, SecondStageVAE
 from entropic_ae.models.mlp import MLPAutoencoder
 from entropic_ae.paths import PathEntropyTerm, linear_params, path_entropy
@@ -39,6 +39,35 @@ def test_mlp_objectives_match_their_parts():
     terms = losses.path_entropy_objective(term)(model, x)
     ws, bs = linear_params(model)
     assert terms["path_entropy"].item() == pytest.approx(path_entropy(ws, bs).item(), rel=1e-6)
+
+
+def test_data_compactifier_objective_matches_its_parts():
+    torch.manual_seed(0)
+    model = MLPAutoencoder([12, 6, 4, 6, 12], image_shape=(3, 2, 2)).double()
+    x = torch.rand(9, 3, 2, 2, dtype=torch.float64)
+    terms = losses.data_compactifier_objective(2, alpha=0.5)(model, x)
+    assert set(terms) == {"mse", "entropy"}
+    assert terms["mse"].item() == pytest.approx(losses.mse(model, x)["mse"].item(), rel=1e-12)
+    h = model.encode(x, 2)
+    reference = data_compactifier_loss(h, model.linears[2], alpha=0.5)
+    assert terms["entropy"].item() == pytest.approx(reference.item(), rel=1e-12)
+    # gradients of the weighted sum equal those of the autograd reference
+    params = list(model.parameters())
+    got = torch.autograd.grad(terms["mse"] + 0.3 * terms["entropy"], params)
+    want = torch.autograd.grad(nn.functional.mse_loss(model(x), x) + 0.3 * data_compactifier_loss(
+        model.encode(x, 2), model.linears[2], alpha=0.5), params)
+    for g, r in zip(got, want, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-14)
+
+
+def test_data_compactifier_objective_checks_the_layer():
+    with pytest.raises(ValueError, match=">= 1"):
+        losses.data_compactifier_objective(0)
+    with pytest.raises(TypeError, match="int"):
+        losses.data_compactifier_objective(1.0)
+    model = MLPAutoencoder([12, 6, 4, 6, 12])
+    with pytest.raises(ValueError, match="1..3"):
+        losses.data_compactifier_objective(4)(model, torch.rand(3, 12))
 
 
 def test_vae_kl_matches_torch_distributions():
