@@ -362,9 +362,14 @@ class _FusedDataCompactifier(torch.autograd.Function):
     def forward(ctx, h, w_out, alpha):  # type: ignore[override]
         mean_abs = h.abs().mean(0)
         col = w_out.abs().sum(0)
-        entropy, g = _entropy_and_grad(mean_abs * col, alpha)
+        a = mean_abs * col
+        # No unit active on this batch (all activities 0): nothing to concentrate, so the
+        # penalty is 0 and pushes nowhere, instead of 0/0 = NaN spreading into the weights.
+        alive = (a.sum() > 0).to(a.dtype)
+        entropy, g = _entropy_and_grad(torch.where(alive > 0, a, torch.ones_like(a)), alpha)
+        g = g * alive
         ctx.save_for_backward(h, w_out, g * col / h.shape[0], g * mean_abs)
-        return entropy
+        return entropy * alive
 
     @staticmethod
     def backward(ctx, grad_output):  # type: ignore[override]
@@ -390,8 +395,10 @@ def fused_data_compactifier_loss(h: torch.Tensor, out_of: nn.Linear,
     (B × n) and :math:`W^{out}` and its backward two multiplications; the gradient into ``h``
     joins the training step's own backward pass. ``h`` are the layer's activations from the
     step's forward pass (``model.layer_outputs(x)[l]``), ``out_of`` the ``nn.Linear`` out of
-    the layer; :math:`0 < \alpha < \infty`. No per-call validation of values: if no unit fires
-    the result is NaN, which :func:`entropic_ae.training.train` reports.
+    the layer; :math:`0 < \alpha < \infty`. No per-call validation of values; a batch on which
+    no unit of the layer fires (every activity 0) gives the value 0 and no gradient, since there
+    is nothing left to concentrate (the validating :func:`data_compactifier_loss` raises
+    instead).
     """
     if not isinstance(out_of, nn.Linear):
         raise TypeError("out_of must be an nn.Linear; for (weight, bias) tuples use "

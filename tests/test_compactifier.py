@@ -322,3 +322,15 @@ def test_data_losses_reject_bad_input():
         fused_data_compactifier_loss(h, out_of, 0.0)
     with pytest.raises(ValueError, match="alpha"):
         fused_data_compactifier_loss(h, out_of, -2.0)
+
+
+def test_fused_data_penalty_of_a_batch_where_no_unit_fires_is_zero_without_gradient():
+    from entropic_ae.compactifier import fused_data_compactifier_loss
+
+    out_of = nn.Linear(5, 3)
+    h = torch.zeros(8, 5, requires_grad=True)  # a dead layer on this batch
+    value = fused_data_compactifier_loss(h, out_of, 0.04)
+    value.backward()
+    assert value.item() == 0.0
+    assert torch.equal(h.grad, torch.zeros_like(h))
+    assert torch.equal(out_of.weight.grad, torch.zeros_like(out_of.weight))

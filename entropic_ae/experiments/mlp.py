@@ -5,9 +5,9 @@ Training options (``RunConfig.options``):
 
 * ``layer_sizes`` — widths of layers 0..L, e.g. ``[784, 64, 16, 16, 16, 64, 784]``;
 * ``objective`` — ``"plain"`` (MSE only), ``"compactifier"`` (MSE + entropy of one layer's
-  weight activity), ``"compactifier-data"`` (MSE + entropy of its data-dependent activity),
-  ``"path"`` (MSE + path entropy of the weights), ``"path-data"`` (MSE + the data-dependent
-  path entropy);
+  weight activity), ``"compactifier-data"`` (MSE + entropy of its data-dependent activity
+  :math:`a_j = \\mathbb E_x|h_j(x)|\\,\\lVert W^{out}_{:,j}\rVert_1`), ``"path"`` (MSE + path
+  entropy of the weights);
 * ``w_mse`` (λ₁, default 1), ``w_reg`` (λ₂, the regulariser's weight);
 * ``layer`` — the compactifier's node layer; ``variant`` (``"in"``, ``"out"``, ``"both"``,
   ``"cumulative"``) and ``alpha`` (Rényi order, default 1 = Shannon);
@@ -31,10 +31,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
 import torch
 
 from entropic_ae import losses
-from entropic_ae.compactifier import effective_units, incoming_activity, outgoing_activity
+from entropic_ae.compactifier import (
+    data_activity,
+    effective_units,
+    incoming_activity,
+    outgoing_activity,
+)
 from entropic_ae.experiments.config import RunConfig
 from entropic_ae.experiments.context import RunContext, Trained, images
 from entropic_ae.metrics import active_units, per_class_mse, reconstruction_mse, unit_ablation
@@ -42,9 +48,9 @@ from entropic_ae.models.mlp import MLPAutoencoder, prune
 from entropic_ae.paths import PathEntropyTerm, effective_nodes, linear_params
 from entropic_ae.training import set_seed, train
 
-__all__ = ["OBJECTIVES", "OPTIMIZERS", "fit", "measure"]
+__all__ = ["OBJECTIVES", "OPTIMIZERS", "fit", "measure", "unit_table", "width_goal"]
 
-OBJECTIVES = ("plain", "compactifier", "path")
+OBJECTIVES = ("plain", "compactifier", "compactifier-data", "path")
 OPTIMIZERS = ("adam", "decoupled", "sgd")
 
 
@@ -72,6 +78,10 @@ def _objective(config: RunConfig, model: MLPAutoencoder
         layer = int(_option(config, "layer", (int,)))
         variant = _option(config, "variant", (str,), "both")
         return (losses.compactifier_objective(layer, variant, alpha),
+                {"mse": w_mse, "entropy": w_reg}, None)
+    if objective == "compactifier-data":
+        layer = int(_option(config, "layer", (int,)))
+        return (losses.data_compactifier_objective(layer, alpha),
                 {"mse": w_mse, "entropy": w_reg}, None)
     term = PathEntropyTerm(every=int(_option(config, "path_every", (int,), 20)), alpha=alpha)
     return losses.path_entropy_objective(term), {"mse": w_mse, "path_entropy": w_reg}, term
@@ -167,8 +177,70 @@ def measure(config: RunConfig, trained: Trained, ctx: RunContext) -> dict[str, A
         rise = unit_ablation(lambda v: model.encode(v, layer),
                              lambda h: model.decode_from(h, layer), sample).cpu()
         inactive = rise <= 0.01
+        h = model.encode(sample, layer)
+        a_data = data_activity(h, out_of).cpu()
         out.update(eff_in=effective_units(a_in), eff_out=effective_units(a_out),
+                   eff_data=effective_units(a_data),
                    inactive_share_in=float(a_in[inactive].sum() / a_in.sum()),
                    inactive_share_out=float(a_out[inactive].sum() / a_out.sum()),
+                   inactive_share_data=float(a_data[inactive].sum() / a_data.sum()),
                    layer_active_units=int((~inactive).sum()))
     return out
+
+
+@torch.no_grad()
+def unit_table(model: MLPAutoencoder, layer: int, x: torch.Tensor,
+               threshold: float = 0.01) -> pd.DataFrame:
+    """One row per unit of hidden layer ``layer``: its shares of the incoming, outgoing and
+    data-dependent activity, its bias, its largest pre-activation on ``x`` (negative: it never
+    fires), the variance of its code, the relative rise of the reconstruction error when it is
+    set to its mean (:func:`entropic_ae.metrics.unit_ablation`) and whether that exceeds
+    ``threshold`` (``active``)."""
+    model = model.eval()
+    into, out_of = model.linears[layer - 1], model.linears[layer]
+    before = model.encode(x, layer - 1)
+    pre = into(before)
+    h = torch.relu(pre)
+    a_in, a_out = incoming_activity(into), outgoing_activity(out_of, into.bias)
+    a_data = data_activity(h, out_of)
+    rise = unit_ablation(lambda v: model.encode(v, layer), lambda c: model.decode_from(c, layer),
+                         x)
+    table = pd.DataFrame({
+        "share in": (a_in / a_in.sum()).cpu().numpy(),
+        "share out": (a_out / a_out.sum()).cpu().numpy(),
+        "share data": (a_data / a_data.sum()).cpu().numpy(),
+        "bias": into.bias.cpu().numpy(), "largest pre-activation": pre.amax(0).cpu().numpy(),
+        "code variance": h.var(0, unbiased=False).cpu().numpy(),
+        "error rise when removed": rise.cpu().numpy(), "active": (rise > threshold).cpu().numpy()})
+    table.index.name = "unit"
+    return table
+
+
+def width_goal(pruned: pd.DataFrame, hand: pd.DataFrame, tolerance: float = 0.05
+               ) -> pd.DataFrame:
+    """For each latent width k of the hand-sized networks: the best setting of the pruned and
+    fine-tuned compactifiers whose runs landed on exactly k active units, against the
+    hand-sized plain autoencoders of width k.
+
+    ``pruned`` has one row per run with columns ``variant``, ``w_reg``, ``seed``, ``k`` (its
+    active units after pruning and fine-tuning) and ``test_mse``; ``hand`` one row per run with
+    ``k`` and ``test_mse``. A setting (variant, λ) *lands on k* with the runs of it that ended
+    at k units (at least one); its MSE is their mean. The row says whether the best such
+    setting is within ``tolerance`` of the hand-sized networks' mean MSE (``met``), with the
+    seed spreads of both."""
+    rows = []
+    for k, group in hand.groupby("k"):
+        ref = group["test_mse"]
+        here = pruned[pruned["k"] == k]
+        row = {"k": int(k), "hand MSE": ref.mean(), "hand sd": ref.std(ddof=1),
+               "hand runs": len(ref), "variant": None, "λ₂": math.nan, "MSE": math.nan,
+               "sd": math.nan, "runs": 0, "gap": math.nan, "met": False}
+        if not here.empty:
+            settings = here.groupby(["variant", "w_reg"])["test_mse"].agg(["mean", "std",
+                                                                          "count"])
+            (variant, w_reg), best = min(settings.iterrows(), key=lambda kv: kv[1]["mean"])
+            gap = best["mean"] / ref.mean() - 1.0
+            row.update({"variant": variant, "λ₂": w_reg, "MSE": best["mean"], "sd": best["std"],
+                        "runs": int(best["count"]), "gap": gap, "met": bool(gap <= tolerance)})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("k")
