@@ -12,17 +12,30 @@ nearest neighbour among the other points, :math:`\psi` is the digamma function a
 :math:`V_d = \pi^{d/2} / \Gamma(d/2 + 1)` is the volume of the unit ball in :math:`d`
 dimensions. The estimate is differentiable in :math:`z` (the neighbour indices are
 piecewise constant), which makes it usable as a training loss. Cost: :math:`O(N^2 d)`.
+
+Also here: a one-dimensional m-spacing estimator (:func:`m_spacing_entropy`) and, built from it,
+:func:`minibatch_entropy`, a differentiable entropy surrogate for batches of batch-normalised
+codes that ranks :math:`\mathcal N(0, I)` first at batch sizes where the estimator above cannot.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 
 from entropic_ae._checks import is_integer, is_real
 
-__all__ = ["kozachenko_leonenko", "log_unit_ball_volume"]
+__all__ = [
+    "default_spacing",
+    "kozachenko_leonenko",
+    "log_unit_ball_volume",
+    "m_spacing_entropy",
+    "minibatch_entropy",
+    "random_rotation",
+]
 
 
 def log_unit_ball_volume(d: int) -> float:
@@ -123,3 +136,268 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
     if base is not None:
         estimate = estimate / math.log(float(base))
     return estimate
+
+
+# --------------------------------------------------------------------------------------------
+# One-dimensional m-spacing entropy, and a minibatch entropy surrogate built from it
+# --------------------------------------------------------------------------------------------
+
+_HALF_LOG_2PIE = 0.5 * math.log(2.0 * math.pi * math.e)
+
+
+def _is_int(value: object) -> bool:
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def default_spacing(n: int) -> int:
+    r"""Default window half-width of :func:`m_spacing_entropy` for ``n`` points:
+    :math:`m = \max(2, \operatorname{round}(n^{1/3}/3))`, capped at :math:`\lfloor n/2\rfloor`
+    (2 for :math:`n \le 420`, 4 at :math:`n = 2000`, 7 at :math:`n = 10^4`)."""
+    if not _is_int(n) or n < 2:
+        raise ValueError(f"need an int n >= 2 points, got {n!r}")
+    n = int(n)
+    return min(n // 2, max(2, round(n ** (1.0 / 3.0) / 3.0)))
+
+
+@functools.lru_cache(maxsize=256)
+def _spacing_offset(n: int, m: int) -> float:
+    r""":math:`\frac1n\sum_i \psi(c_i) - \psi(n+1)` over the window widths :math:`c_i` of
+    :func:`m_spacing_entropy`: :math:`n-2m` windows of width :math:`2m` and, at each end, one
+    of each width :math:`m, \dots, 2m-1`."""
+    widths = 2.0 * sum(_digamma(c) for c in range(m, 2 * m))
+    return ((n - 2 * m) * _digamma(2 * m) + widths) / n - _digamma(n + 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _window_ends(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks :math:`(b_i, a_i)` (0-based) of the window ends of :func:`m_spacing_entropy`."""
+    i = np.arange(n)
+    return np.minimum(i + m, n - 1), np.maximum(i - m, 0)
+
+
+def _window_indices(rows: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row, the positions of the values of rank :math:`b_i` and :math:`a_i`, found
+    without gradient (the values are gathered with them, so gradients flow). On the CPU NumPy
+    sorts: torch's CPU sort and its backward take ~1 ms for 256 rows of 100, NumPy's argsort and
+    two gathers ~0.3 ms."""
+    hi, lo = _window_ends(rows.shape[1], m)
+    rows = rows.detach()
+    if rows.device.type == "cpu":
+        values = rows.numpy() if rows.dtype in (torch.float32, torch.float64) else \
+            rows.float().numpy()
+        order = np.argsort(values, axis=1)
+        return torch.from_numpy(order[:, hi]), torch.from_numpy(order[:, lo])
+    order = torch.argsort(rows, dim=1)
+    return order[:, torch.from_numpy(hi).to(order.device)], \
+        order[:, torch.from_numpy(lo).to(order.device)]
+
+
+def m_spacing_entropy(x: torch.Tensor, m: int | None = None) -> torch.Tensor:
+    r"""Differential entropy of each column of ``x`` (n × d, or one sample of shape (n,)) by
+    m-spacings, bias-corrected exactly for the uniform distribution.
+
+    With the sorted sample :math:`x_{(1)} \le \dots \le x_{(n)}` and windows truncated at the
+    ends, :math:`a_i = \max(i-m, 1)`, :math:`b_i = \min(i+m, n)`, :math:`c_i = b_i - a_i`:
+
+    .. math:: \hat h = \frac1n\sum_{i=1}^n \bigl[\log(x_{(b_i)} - x_{(a_i)}) - \psi(c_i)\bigr]
+              + \psi(n+1).
+
+    Derivation: with :math:`u = F(x)`,
+    :math:`x_{(b)} - x_{(a)} \approx (u_{(b)} - u_{(a)})/p(x_{(i)})`, and for uniform
+    order statistics :math:`u_{(b)} - u_{(a)} \sim \mathrm{Beta}(b-a, n+1-b+a)`, so
+    :math:`\mathbb E\log(u_{(b)} - u_{(a)}) = \psi(b-a) - \psi(n+1)` exactly; averaging
+    :math:`-\log p(x_{(i)})` over the sample gives :math:`h`. Each term is unbiased for a
+    uniform density; the remaining bias comes from the curvature of :math:`p` within a window
+    and from the one-sided windows at the ends. Measured with 1000 samples each at
+    :math:`n = 2000` (:math:`m = 4`): :math:`|\text{bias}| \le 0.002` nats for Gaussian,
+    uniform, Laplace, two-bump and Student-t(5) coordinates (0.0017 ± 0.0007 for the
+    Student-t, within 0.0005 of 0 for the others); at :math:`n = 100` (:math:`m = 2`), at most
+    0.01 (the Gaussian: −0.0098).
+    ``m`` defaults to :func:`default_spacing`. Differentiable almost everywhere (through the
+    sorting permutation). Gaps are floored at the dtype's epsilon times the column's range (the
+    float resolution of its values), so ties give a low but finite value and finite gradients.
+    Cost :math:`O(d\, n\log n)`.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor of shape (n,) or (n, d), got {type(x).__name__}")
+    if x.dim() not in (1, 2):
+        raise ValueError(f"x must have shape (n,) or (n, d), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(f"need at least 2 points for a spacing estimate, got {n}")
+    if m is None:
+        m = default_spacing(n)
+    if not _is_int(m) or not 1 <= m <= n // 2:
+        raise ValueError(f"m must be an int with 1 <= m <= n/2 = {n // 2}, got {m!r}")
+    m = int(m)
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or infinite entries")
+    rows = x.reshape(n, -1).T.contiguous()  # (d, n): one sample per contiguous row
+    return _spacing_entropy_rows(rows, m).reshape(x.shape[1:])
+
+
+def _spacing_entropy_rows(rows: torch.Tensor, m: int) -> torch.Tensor:
+    """:func:`m_spacing_entropy` of each row of ``rows`` (k × n), without input checks."""
+    n = rows.shape[1]
+    upper, lower = _window_indices(rows, m)
+    gaps = torch.gather(rows, 1, upper) - torch.gather(rows, 1, lower)
+    finfo = torch.finfo(rows.dtype)
+    spread = rows.detach().amax(dim=1, keepdim=True) - rows.detach().amin(dim=1, keepdim=True)
+    floor = finfo.eps * spread.clamp_min(finfo.tiny)
+    return torch.log(torch.maximum(gaps, floor)).mean(dim=1) - _spacing_offset(n, m)
+
+
+def random_rotation(d: int, generator: torch.Generator | None = None,
+                    dtype: torch.dtype = torch.float32,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    r"""A Haar-distributed random orthogonal :math:`d \times d` matrix: :math:`Q R = G` (QR of a
+    standard Gaussian matrix) with the signs fixed so that :math:`\operatorname{diag} R > 0`.
+
+    Draws from ``generator`` (on its own device, then moved to ``device``), or from torch's
+    global generator of ``device`` when ``generator`` is None.
+    """
+    if not _is_int(d) or d < 1:
+        raise ValueError(f"dimension d must be a positive int, got {d!r}")
+    d = int(d)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator or None, got "
+                        f"{type(generator).__name__}")
+    if generator is None:
+        g = torch.randn(d, d, dtype=dtype, device=device)
+    else:
+        g = torch.randn(d, d, dtype=dtype, device=generator.device, generator=generator)
+    q, r = torch.linalg.qr(g)
+    signs = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(dtype)
+    q = q * signs
+    return q if device is None else q.to(device)
+
+
+def minibatch_entropy(z: torch.Tensor, *, m: int | None = None, shrinkage: float | None = None,
+                      rotate: bool = True,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Differentiable entropy *surrogate* of a batch of codes ``z`` (B × d), largest (in
+    expectation over its random rotation) for :math:`\mathcal N(\mu, \operatorname{diag}\sigma^2)`.
+
+    .. math::
+
+        S(z) = \sum_j \log s_j + \tfrac12\log\det\hat C_\lambda
+               + \tfrac12\sum_j \hat h(\hat z_j) + \tfrac12\sum_j \hat h(\tilde v_j),
+
+    with :math:`s_j` the (biased) batch standard deviations, :math:`\hat z` the batch-standardized
+    codes, :math:`\hat C_\lambda = (1-\lambda)\hat C + \lambda I` the shrunk batch correlation
+    (:math:`\lambda` = ``shrinkage``, default :math:`d/(d+B)`), :math:`\tilde v_j` the
+    standardized columns of :math:`\hat z Q` for a fresh Haar-random orthogonal :math:`Q`
+    (:func:`random_rotation`, from ``generator`` or torch's global generator), and :math:`\hat h`
+    the 1-D m-spacing estimate (:func:`m_spacing_entropy`). With ``rotate=False`` the marginal
+    term is :math:`\sum_j \hat h(\hat z_j)` alone. For batch-normalised codes
+    :math:`\sum_j\log s_j = 0`.
+
+    **Derivation (population quantities).** Let :math:`z` have scales :math:`\sigma_j`,
+    correlation :math:`C`, standardized coordinates :math:`\hat z` and whitened coordinates
+    :math:`w = C^{-1/2}\hat z`. Then
+
+    1. :math:`h(z) = \sum_j\log\sigma_j + h(\hat z)` and
+       :math:`h(\hat z) = h(w) + \tfrac12\log\det C` (change of variables);
+    2. :math:`h(w) = h(Qw) \le \sum_j h((Qw)_j)` for orthogonal :math:`Q` (subadditivity;
+       equality iff the coordinates of :math:`Qw` are independent);
+    3. :math:`h((Qw)_j) \le \tfrac12\log(2\pi e)`, as :math:`(Qw)_j` has unit variance
+       (the Gaussian maximises entropy at fixed variance; equality iff it is Gaussian);
+    4. :math:`\log\det C \le 0` (Hadamard: :math:`\det C \le \prod_j C_{jj} = 1`; equality iff
+       :math:`C = I`).
+
+    Hence :math:`h(z) \le T_Q := \sum_j\log\sigma_j + \tfrac12\log\det C + \sum_j h((Qw)_j)
+    \le \sum_j\log\sigma_j + \tfrac d2\log(2\pi e)`: every :math:`T_Q` is an *upper bound* of
+    :math:`h`, and its gap to the top, :math:`\sum_j J((Qw)_j) - \tfrac12\log\det C` (with
+    :math:`J` the 1-D negentropy), is a *lower bound* of
+    :math:`\mathrm{KL}(q \,\Vert\, \mathcal N(\mu, \operatorname{diag}\sigma^2))`. Gaussian
+    marginals and :math:`C = I` are necessary for :math:`\mathcal N(0, I)` but not sufficient
+    (uncorrelated, dependent coordinates with Gaussian marginals reach the top too); but if the
+    top is reached for almost every :math:`Q`, every 1-D projection of :math:`w` is Gaussian, so
+    :math:`w` is jointly Gaussian (Cramér–Wold) and the maximiser is unique.
+
+    **What is computed, and why it differs.** (a) Marginals of :math:`\hat z` and
+    :math:`\hat zQ`, not of the whitened codes: whitening with a batch correlation mixes each
+    coordinate with :math:`O(\sqrt{d/B})` of the others and, at :math:`B = 100`, hides 45 %
+    (:math:`d = 16`) and 56 % (:math:`d = 128`) of a uniform product's non-Gaussianity
+    (measured, with the same shrinkage). At :math:`C = I`, where the log-det term drives the
+    codes, nothing changes. For :math:`C \ne I` the population value still obeys 3 (the
+    projections are standardized) and 4, so it stays
+    :math:`\le \sum_j\log\sigma_j + \tfrac d2\log(2\pi e)`, with equality iff :math:`C = I`
+    and the marginals are Gaussian, but it need not bound :math:`h(z)`. (b) The axes
+    (:math:`Q = I`) are averaged with one random rotation. A random projection of many
+    independent coordinates is nearly Gaussian (central limit theorem: for a uniform product
+    its excess kurtosis is about :math:`-1.2 \cdot 3/(d+2)`), so the rotated term alone cannot
+    tell a uniform, Laplace or two-bump product from :math:`\mathcal N(0, I)` at
+    :math:`B = 100` (measured), while the axes can. The rotated term supplies uniqueness: the
+    expectation over :math:`Q` of the population value reaches the top iff :math:`C = I`, the
+    axes are Gaussian and almost every projection is Gaussian, i.e. iff
+    :math:`z \sim \mathcal N(\mu, \operatorname{diag}\sigma^2)`. (c) :math:`\hat C_\lambda` has
+    a unit diagonal, so 4 still holds, and it is positive definite when :math:`d \ge B`, where
+    :math:`\hat C` is singular. (d) :math:`\hat h` is a 1-D estimator, accurate at
+    :math:`B = 100` (bias at most 0.01 nats per coordinate), unlike the :math:`d`-dimensional
+    nearest-neighbour estimate.
+
+    It is a surrogate, not an estimate of :math:`h(z)`: for :math:`\mathcal N(0, I)` batches
+    of :math:`B = 100` it sits about 0.4 nats (:math:`d = 16`) and 7 nats (:math:`d = 128`)
+    below the true entropy, through the finite-batch bias of :math:`\log\det\hat C_\lambda`;
+    only its ordering is meaningful. It cannot see dependence whose axis and random 1-D
+    projections all look Gaussian in a batch of :math:`B`: codes uniform on the sphere of
+    radius :math:`\sqrt d`, or pairs :math:`(g, \pm g)` (both with
+    :math:`\mathrm{KL} = +\infty`), score like :math:`\mathcal N(0, I)` at :math:`B = 100`
+    for :math:`d = 16` and :math:`128`, as they do under the nearest-neighbour estimate.
+    Half-precision inputs are computed in float32. Cost
+    :math:`O(dB\log B + d^2 B + d^3)`: forward and backward at :math:`B = 100` take about
+    1 ms (:math:`d = 16`) and 2.5–4 ms (:math:`d = 128`) on one CPU thread.
+    """
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"z must be a torch.Tensor of shape (B, d), got {type(z).__name__}")
+    if z.dim() != 2:
+        raise ValueError(f"z must have shape (B, d), got {tuple(z.shape)}")
+    if not z.is_floating_point():
+        raise TypeError(f"z must be a floating-point tensor, got {z.dtype}")
+    b, d = z.shape
+    if b < 3:
+        raise ValueError(f"need a batch of at least 3 codes, got B={b}")
+    if d < 1:
+        raise ValueError("z has zero columns; the entropy of a 0-dimensional sample is undefined")
+    if not isinstance(rotate, bool):
+        raise TypeError(f"rotate must be a bool, got {rotate!r}")
+    if shrinkage is None:
+        lam = d / (d + b)
+    elif isinstance(shrinkage, bool | np.bool_) or not isinstance(
+            shrinkage, int | float | np.integer | np.floating) or not 0.0 <= shrinkage < 1.0:
+        raise ValueError(f"shrinkage must be a number in [0, 1) or None, got {shrinkage!r}")
+    else:
+        lam = float(shrinkage)
+    if m is None:
+        m = default_spacing(b)
+    if not _is_int(m) or not 1 <= m <= b // 2:
+        raise ValueError(f"m must be an int with 1 <= m <= B/2 = {b // 2}, got {m!r}")
+    m = int(m)
+    if not torch.isfinite(z).all():
+        raise ValueError("z contains NaN or infinite entries")
+
+    x = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
+    tiny = torch.finfo(x.dtype).tiny
+    centred = x - x.mean(dim=0)
+    var = centred.pow(2).mean(dim=0).clamp_min(tiny)
+    zhat = centred / var.sqrt()
+    corr = ((1.0 - lam) / b) * (zhat.T @ zhat)
+    corr.diagonal().add_(lam)
+    chol, info = torch.linalg.cholesky_ex(corr)
+    if int(info) != 0:
+        raise ValueError(f"the batch correlation is singular (B={b}, d={d}); use shrinkage > 0")
+    half_log_det = torch.log(torch.diagonal(chol)).sum()
+    rows = zhat.T  # one row per coordinate
+    if rotate:
+        q = random_rotation(d, generator, dtype=x.dtype, device=x.device)
+        rows = torch.cat([rows, q.T @ rows], dim=0)  # and one per column of zhat @ q
+    rows = rows.contiguous()
+    row_var = rows.pow(2).mean(dim=1).clamp_min(tiny)  # rows have mean 0
+    h = _spacing_entropy_rows(rows, m) - 0.5 * torch.log(row_var)  # each at unit variance
+    marginal = 0.5 * h.sum() if rotate else h.sum()
+    value = 0.5 * torch.log(var).sum() + half_log_det + marginal
+    return value.to(z.dtype)
