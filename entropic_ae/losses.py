@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from entropic_ae.compactifier import fused_data_compactifier_loss, fused_layer_compactifier_loss
-from entropic_ae.estimators import kozachenko_leonenko
+from entropic_ae.estimators import kozachenko_leonenko, minibatch_entropy
 from entropic_ae.paths import PathEntropyTerm
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "decoder_l2",
     "decoupled",
     "eae_loss",
+    "eae_mb_loss",
     "imq_mmd",
     "mse",
     "path_entropy_objective",
@@ -296,6 +297,16 @@ def eae_loss(k: int = 1) -> LossFn:
                 "neg_entropy": -kozachenko_leonenko(z, k=k)}
 
     return loss
+
+
+def eae_mb_loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    r"""EAE-MB, the EAE with the minibatch entropy surrogate in place of the Kozachenko–Leonenko
+    estimate: :math:`\frac1B\sum_i\lVert D(z_i) - x_i\rVert^2 - \beta S(z_1, \dots, z_B)` with
+    :math:`S` :func:`entropic_ae.estimators.minibatch_entropy` (a fresh random rotation from
+    torch's global generator each step). Terms ``recon`` and ``neg_entropy`` :math:`= -S`."""
+    z = model.encode(x)
+    return {"recon": reconstruction_error(model.decode(z), x),
+            "neg_entropy": -minibatch_entropy(z)}
 
 
 def vae_loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

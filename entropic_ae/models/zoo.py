@@ -34,6 +34,7 @@ from entropic_ae.models.conv import ConvAutoencoder, ConvVAE, TwoStageVAE
 
 __all__ = [
     "CONV_MODEL_NAMES",
+    "PAPER_MODEL_NAMES",
     "PRIOR_MODELS",
     "REFERENCE_WEIGHTS",
     "SOURCES",
@@ -45,13 +46,16 @@ __all__ = [
 
 #: The systems, in the order of the book's tables.
 CONV_MODEL_NAMES: tuple[str, ...] = (
-    "AE", "AE-L2", "BN-AE", "EAE", "VAE", "CV-VAE", "WAE-MMD", "2SVAE",
+    "AE", "AE-L2", "BN-AE", "EAE", "EAE-MB", "VAE", "CV-VAE", "WAE-MMD", "2SVAE",
     "RAE", "RAE-L2", "RAE-GP", "RAE-SN",
 )
 
+#: The twelve systems of the paper's Table 1 (EAE-MB is the book's own).
+PAPER_MODEL_NAMES: tuple[str, ...] = tuple(n for n in CONV_MODEL_NAMES if n != "EAE-MB")
+
 #: Systems trained to make :math:`\mathcal N(0, I)` (or, for 2SVAE, its second stage's
 #: prior) the distribution to sample from; the others need a density fitted to their codes.
-PRIOR_MODELS: tuple[str, ...] = ("BN-AE", "EAE", "VAE", "CV-VAE", "WAE-MMD", "2SVAE")
+PRIOR_MODELS: tuple[str, ...] = ("BN-AE", "EAE", "EAE-MB", "VAE", "CV-VAE", "WAE-MMD", "2SVAE")
 
 #: The CV-VAE's fixed posterior standard deviation (Ghosh et al.'s ``constant_sigma``).
 CV_VAE_SIGMA = 0.7
@@ -63,6 +67,7 @@ REFERENCE_WEIGHTS: dict[str, dict[str, dict[str, float]]] = {
         "AE-L2": {"decoder_l2": 1.024e-4},
         "BN-AE": {},
         "EAE": {"neg_entropy": 1.0},
+        "EAE-MB": {"neg_entropy": 1.0},
         "VAE": {"kl": 0.312},
         "CV-VAE": {"kl": 0.039},
         "WAE-MMD": {"mmd": 200.0},
@@ -77,6 +82,7 @@ REFERENCE_WEIGHTS: dict[str, dict[str, dict[str, float]]] = {
         "AE-L2": {"decoder_l2": 3.072e-3},
         "BN-AE": {},
         "EAE": {"neg_entropy": 0.5},
+        "EAE-MB": {"neg_entropy": 0.5},
         "VAE": {"kl": 0.072},
         "CV-VAE": {"kl": 2.7e-3},
         "WAE-MMD": {"mmd": 18.4},
@@ -91,6 +97,7 @@ REFERENCE_WEIGHTS: dict[str, dict[str, dict[str, float]]] = {
         "AE-L2": {"decoder_l2": 1.2288e-3},
         "BN-AE": {},
         "EAE": {"neg_entropy": 1.0},
+        "EAE-MB": {"neg_entropy": 1.0},
         "VAE": {"kl": 0.271},
         "CV-VAE": {"kl": 0.03},
         "WAE-MMD": {"mmd": 500.0},
@@ -110,6 +117,7 @@ SOURCES: dict[str, str] = {
     "AE-L2": "RAE code, config 24: L2 1e-7 on the decoder kernels, × N = 1024",
     "BN-AE": "the EAE without its entropy term (the EAE paper's ablation)",
     "EAE": "Ghose et al. (2020), Eq. 2 and Figure 1: β = 1 on the summed error",
+    "EAE-MB": "this book: the EAE's β for the minibatch surrogate (also in nats)",
     "VAE": "RAE code, config 1: KL weight 0.312 on the summed error",
     "CV-VAE": "RAE code, config 2: σ₀ = 0.7, KL weight 0.039 on the summed error",
     "WAE-MMD": "Tolstikhin et al. (2018), MNIST: λ = 10 next to 0.05 × summed error → 200",
@@ -160,6 +168,8 @@ def _check_float_dict(weights: object) -> dict[str, float]:
 def _loss(name: str, weights: dict[str, float], k: int) -> losses.LossFn:
     if name == "EAE":
         base = losses.eae_loss(k)
+    elif name == "EAE-MB":
+        base = losses.eae_mb_loss
     elif name == "CV-VAE":
         base = losses.cv_vae_loss(CV_VAE_SIGMA)
     else:
@@ -184,6 +194,7 @@ def build_conv_model(name: str, image_shape: tuple[int, int, int] = (1, 28, 28),
     * ``AE-L2``: as AE plus an L2 penalty on the decoder's weights (``decoder_l2``).
     * ``BN-AE``: bottleneck batch norm without affine parameters, reconstruction only.
     * ``EAE``: bottleneck batch norm, reconstruction − β·KL entropy (``neg_entropy``).
+    * ``EAE-MB``: as EAE with the minibatch entropy surrogate in place of the KL estimate.
     * ``VAE``: Gaussian posterior, reconstruction + β·KL(q(z|x) ‖ N(0, I)) (``kl``).
     * ``CV-VAE``: z = E(x) + σ₀ε with σ₀ = 0.7, reconstruction + β·½‖E(x)‖² (``kl``).
     * ``WAE-MMD``: reconstruction + λ·MMD² to N(0, I), IMQ kernel (``mmd``).
@@ -215,16 +226,17 @@ def build_conv_model(name: str, image_shape: tuple[int, int, int] = (1, 28, 28),
         model = TwoStageVAE(image_shape, latent_dim, width)
     else:
         model = ConvAutoencoder(image_shape, latent_dim, width,
-                                bottleneck_norm=name in ("BN-AE", "EAE"),
+                                bottleneck_norm=name in ("BN-AE", "EAE", "EAE-MB"),
                                 decoder_spectral_norm=spectral)
     return ConvGenerativeModel(
         name, model, _loss(name, merged, k), merged, prior_sampling=name in PRIOR_MODELS,
         second_stage=losses.two_stage_second_loss if name == "2SVAE" else None)
 
 
-_BOTTLENECK = {"BN-AE": "batch norm", "EAE": "batch norm", "VAE": "z = μ + σ ⊙ ε",
+_BOTTLENECK = {"BN-AE": "batch norm", "EAE": "batch norm", "EAE-MB": "batch norm",
+               "VAE": "z = μ + σ ⊙ ε",
                "CV-VAE": "z = E(x) + σ₀ ε", "2SVAE": "z = μ + σ ⊙ ε"}
-_TERMS = {"decoder_l2": "λ‖W_D‖²", "neg_entropy": "−β Ĥ_KL(z)", "kl": "β KL",
+_TERMS = {"decoder_l2": "λ‖W_D‖²", "neg_entropy": "−β Ĥ(z)", "kl": "β KL",
           "mmd": "λ MMD²(z, N(0, I))", "code_l2": "β ½‖z‖²", "decoder_gp": "λ ‖∇_z‖D(z)‖²‖²",
           "nll": "−log N(x; D(z), γI)"}
 
@@ -239,6 +251,9 @@ def settings_table(dataset: str = "mnist"):
         weights = {k: v for k, v in reference_weights(name, dataset).items() if k != "recon"}
         if name == "2SVAE":
             terms = "learned γ; second VAE on the codes"
+        elif name in ("EAE", "EAE-MB"):
+            estimate = "Ĥ_KL(z)" if name == "EAE" else "S(z), the minibatch surrogate"
+            terms = f"−β {estimate}: {weights['neg_entropy']:g}"
         elif not weights:
             terms = "none"
         else:
