@@ -41,9 +41,11 @@ __all__ = [
     "Float",
     "Int",
     "ListOf",
+    "MappingOf",
     "Optional",
     "ParameterError",
     "PathStr",
+    "TupleOf",
     "Spec",
     "check_parameters",
 ]
@@ -217,6 +219,61 @@ class ListOf(Spec):
         return cleaned
 
 
+class TupleOf(Spec):
+    """A list or tuple of exactly as many items as specs, item ``i`` satisfying spec ``i``
+    (e.g. ``TupleOf(Choice("in", "out"), Float(gt=0))`` for ``["in", 0.04]``); returned as a
+    list."""
+
+    def __init__(self, *items: Spec) -> None:
+        if not items or not all(isinstance(i, Spec) for i in items):
+            raise TypeError("TupleOf needs one Spec per item")
+        self.items = items
+
+    def describe(self) -> str:
+        return "[" + ", ".join(i.describe() for i in self.items) + "]"
+
+    def clean(self, value: Any) -> list[Any]:
+        if not isinstance(value, (list, tuple)) or len(value) != len(self.items):
+            raise self._fail()
+        try:
+            return [spec.clean(v) for spec, v in zip(self.items, value, strict=True)]
+        except ParameterError:
+            raise self._fail() from None
+
+
+class MappingOf(Spec):
+    """A dict whose keys satisfy ``keys`` and values ``values`` (at least ``min_len`` entries);
+    a string is first read as a Python literal, as for :class:`ListOf`."""
+
+    def __init__(self, keys: Spec, values: Spec, min_len: int = 1) -> None:
+        if not isinstance(keys, Spec) or not isinstance(values, Spec):
+            raise TypeError("MappingOf needs a Spec for its keys and one for its values")
+        self.keys, self.values, self.min_len = keys, values, min_len
+
+    def describe(self) -> str:
+        return (f"a dict of at least {self.min_len} entries, keys {self.keys.describe()}, "
+                f"values {self.values.describe()}")
+
+    def clean(self, value: Any) -> dict[Any, Any]:
+        if isinstance(value, str):
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                raise ParameterError(f"must be {self.describe()}; this string is not a Python "
+                                     "literal such as \"{'a': 1}\"") from None
+        if not isinstance(value, Mapping) or len(value) < self.min_len:
+            raise self._fail()
+        cleaned, problems = {}, []
+        for key, item in value.items():
+            try:
+                cleaned[self.keys.clean(key)] = self.values.clean(item)
+            except ParameterError as err:
+                problems.append(f"entry {_short(key, 30)}: {err}")
+        if problems:
+            raise ParameterError("; ".join(problems))
+        return cleaned
+
+
 class Optional(Spec):
     """``None``, or a value satisfying ``inner``."""
 
@@ -245,6 +302,21 @@ COMMON: dict[str, Spec] = {
     "results_dir": PathStr(),
 }
 
+_TRAINING: dict[str, Spec] = {
+    "n_seeds": Int(min=1),
+    "checkpoint_dir": PathStr(),
+    "workers": Optional(Int(min=1)),
+    "n_train": Optional(Int(min=2)),
+    "n_test": Int(min=2),
+    "epochs": Int(min=1),
+    "batch_size": Int(min=2),
+    "lr": Float(gt=0),
+}
+_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
+_SYSTEMS = ("AE", "AE-L2", "BN-AE", "EAE", "EAE-MB", "VAE", "CV-VAE", "WAE-MMD", "2SVAE", "RAE",
+            "RAE-L2", "RAE-GP", "RAE-SN")
+_VARIANTS = ("in", "out", "both", "cumulative", "data")
+
 #: Chapter (notebook stem) -> {parameter name: spec}.
 SCHEMAS: dict[str, Mapping[str, Spec]] = {
     "01_entropy": {
@@ -254,6 +326,46 @@ SCHEMAS: dict[str, Mapping[str, Spec]] = {
         "kl_repeats": Int(min=1),
         "mc_samples": Int(min=1),
         "maxent_steps": Int(min=1),
+        "study_batches": ListOf(Int(min=3)),
+        "study_dims": ListOf(Int(min=1)),
+        "study_repeats": Int(min=2),
+    },
+    "02_compactifier": {
+        **COMMON, **_TRAINING,
+        "layer_sizes": ListOf(Int(min=1), min_len=3),
+        "latent_layer": Int(min=1),
+        "mse_weight": Float(gt=0),
+        "entropy_weight": Float(ge=0),
+        "renyi_order": Float(gt=0),
+        "data_weight": Float(ge=0),
+        "variant_runs": ListOf(TupleOf(Choice(*_VARIANTS), Float(gt=0)), min_len=0),
+        "sweep_weights": MappingOf(Choice(*_VARIANTS), ListOf(Float(gt=0))),
+        "sweep_optimizer": MappingOf(Choice(*_VARIANTS), Choice("adam", "decoupled", "sgd")),
+        "finetune_epochs": Int(min=1),
+        "hand_widths": ListOf(Int(min=1)),
+        "active_threshold": Float(ge=0),
+        "ablation_images": Int(min=2),
+    },
+    "04_entropic_autoencoder": {
+        **COMMON, **_TRAINING,
+        "datasets": ListOf(Choice(*_DATASETS)),
+        "models": ListOf(Choice(*_SYSTEMS)),
+        "width": Float(gt=0),
+        "latent_dims": MappingOf(Choice(*_DATASETS), Int(min=1)),
+        "beta": Float(ge=0),
+        "betas": ListOf(Float(ge=0), min_len=0),
+        "width_study_dims": ListOf(Int(min=1), min_len=2),
+        "width_study_widths": ListOf(Float(gt=0)),
+        "n_samples": Int(min=2),
+        "gmm_components": Int(min=1),
+        "kl_codes": Int(min=3),
+        "bootstrap": Int(min=0),
+        "feature_net_epochs": Int(min=1),
+        "feature_net_limit": Optional(Int(min=10)),
+        "estimator_batches": ListOf(Int(min=3)),
+        "estimator_dims": ListOf(Int(min=1)),
+        "estimator_repeats": Int(min=2),
+        "check_samples": Int(min=10),
     },
 }
 
