@@ -170,14 +170,23 @@ def mean_sd(values: Sequence[float], digits: int = 1) -> str:
     return f"{arr.mean():.{digits}f} ± {sd:.{digits}f}"
 
 
-def mean_sd_table(table: pd.DataFrame, index: str | Sequence[str], columns: str | Sequence[str],
-                  value: str, digits: int = 1, order: Mapping[str, Sequence[Any]] | None = None
-                  ) -> pd.DataFrame:
+def mean_sd_table(table: pd.DataFrame, index: str | Sequence[str],
+                  columns: str | Sequence[str] | None, value: str, digits: int = 1,
+                  order: Mapping[str, Sequence[Any]] | None = None) -> pd.DataFrame:
     """A pivot of ``value`` over the seeds: one ``'mean ± sd'`` cell per ``index`` × ``columns``
-    group (:func:`mean_sd`); ``order`` fixes the order of index/column labels (by name)."""
+    group (:func:`mean_sd`); ``columns=None`` gives one column, named ``value``. ``order`` fixes
+    the order of index/column labels (by name)."""
     if value not in table.columns:
         raise ValueError(f"the table has no column {value!r}")
     index = [index] if isinstance(index, str) else list(index)
+    if columns is None:
+        cells = table.groupby(index, sort=False)[value].agg(lambda v: mean_sd(v, digits))
+        if order:
+            for level, name in enumerate(index):
+                if name in order:
+                    labels = [v for v in order[name] if v in cells.index.get_level_values(level)]
+                    cells = cells.reindex(labels, level=level if len(index) > 1 else None)
+        return cells.to_frame(value)
     columns = [columns] if isinstance(columns, str) else list(columns)
     cells = (table.groupby(index + columns, sort=False)[value]
              .agg(lambda v: mean_sd(v, digits)).unstack(columns))

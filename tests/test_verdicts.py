@@ -93,3 +93,6 @@ def test_mean_sd_cells_and_tables():
                           "fd": [1.0, 3.0, 5.0, 7.0]})
     cells = mean_sd_table(table, "model", "ds", "fd", order={"model": ["B", "A"]})
     assert cells.loc["B", "m"] == "6.0 ± 1.4" and list(cells.index) == ["B", "A"]
+    one = mean_sd_table(table, "model", None, "fd", order={"model": ["B", "A"]})
+    assert list(one.columns) == ["fd"] and one.loc["A", "fd"] == "2.0 ± 1.4"
+    assert list(one.index) == ["B", "A"]

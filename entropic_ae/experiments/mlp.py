@@ -11,8 +11,10 @@ Training options (``RunConfig.options``):
 * ``w_mse`` (λ₁, default 1), ``w_reg`` (λ₂, the regulariser's weight);
 * ``layer`` — the compactifier's node layer; ``variant`` (``"in"``, ``"out"``, ``"both"``,
   ``"cumulative"``) and ``alpha`` (Rényi order, default 1 = Shannon);
-* ``path_every`` — evaluate a path entropy every k-th step (default 20), its stored gradient
-  reused in between (:class:`entropic_ae.paths.PathEntropyTerm`);
+* ``path_every`` — evaluate a path entropy every k-th step (default 20); ``path_mode``
+  ``"reuse"`` (default: its stored gradient added in every step in between) or ``"scale"``
+  (k times the gradient on the evaluating steps only), see
+  :class:`entropic_ae.paths.PathEntropyTerm`;
 * ``optimizer`` — ``"adam"`` (default: the regulariser's gradient inside Adam's normalised
   step), ``"decoupled"`` (Adam on the MSE; the regulariser as a separate plain gradient step,
   :math:`\\theta \\leftarrow \\theta - \\eta\\lambda\\nabla R`, as AdamW decouples weight
@@ -45,7 +47,13 @@ from entropic_ae.experiments.config import RunConfig
 from entropic_ae.experiments.context import RunContext, Trained, images
 from entropic_ae.metrics import active_units, per_class_mse, reconstruction_mse, unit_ablation
 from entropic_ae.models.mlp import MLPAutoencoder, prune
-from entropic_ae.paths import PathEntropyTerm, effective_nodes, linear_params
+from entropic_ae.paths import (
+    PathEntropyTerm,
+    effective_nodes,
+    linear_params,
+    node_path_marginals,
+    path_entropy,
+)
 from entropic_ae.training import set_seed, train
 
 __all__ = ["OBJECTIVES", "OPTIMIZERS", "fit", "measure", "unit_table", "width_goal"]
@@ -83,7 +91,8 @@ def _objective(config: RunConfig, model: MLPAutoencoder
         layer = int(_option(config, "layer", (int,)))
         return (losses.data_compactifier_objective(layer, alpha),
                 {"mse": w_mse, "entropy": w_reg}, None)
-    term = PathEntropyTerm(every=int(_option(config, "path_every", (int,), 20)), alpha=alpha)
+    term = PathEntropyTerm(every=int(_option(config, "path_every", (int,), 20)), alpha=alpha,
+                           mode=_option(config, "path_mode", (str,), "reuse"))
     return losses.path_entropy_objective(term), {"mse": w_mse, "path_entropy": w_reg}, term
 
 
@@ -121,7 +130,7 @@ def fit(config: RunConfig, ctx: RunContext) -> Trained:
             return torch.optim.SGD(params, lr=config.lr, momentum=0.9)
     elif optimizer == "decoupled":
         loss_fn, make_opt = losses.decoupled(loss_fn, weights, config.lr)
-    if term is not None and optimizer != "decoupled":
+    if term is not None and optimizer != "decoupled" and term.mode == "reuse":
         inner = make_opt
 
         def make_opt(params):  # noqa: E306
@@ -143,10 +152,12 @@ def fit(config: RunConfig, ctx: RunContext) -> Trained:
 
 @torch.no_grad()
 def measure(config: RunConfig, trained: Trained, ctx: RunContext) -> dict[str, Any]:
-    """Test MSE, and per analysed hidden layer: active units by ablation (a unit is active when
-    setting it to its mean over test images raises the reconstruction error by more than 1 %),
-    the old variance count, and the effective nodes of the weight path mass; for the
-    compactifier's layer the effective units of its activities and their inactive shares."""
+    """Test MSE (also per digit), the weight path entropy, and per analysed hidden layer: active
+    units by ablation (a unit is active when setting it to its mean over test images raises the
+    reconstruction error by more than 1 %), the old variance count, the effective nodes of the
+    weight path mass and how often its heaviest node (the *carrier*) fires; ``chain_open``, the
+    fraction of test images on which every hidden carrier fires; for the compactifier's layer,
+    the effective units of its activities and the shares its inactive units hold."""
     model: MLPAutoencoder = trained.model.eval()
     x_test, y_test = images(config, "test", ctx, limit=config.measure_option("n_test", 10000))
     hidden = list(range(1, model.num_layers))
@@ -155,6 +166,9 @@ def measure(config: RunConfig, trained: Trained, ctx: RunContext) -> dict[str, A
     threshold = float(config.measure_option("variance_threshold", 0.01))
     ws, bs = linear_params(model)
     path_nodes = effective_nodes(ws, bs).tolist()
+    carriers = [int(m.argmax()) for m in node_path_marginals(ws, bs)]
+    outputs = model.layer_outputs(x_test.to(ctx.device))
+    fires = [h[:, c] > 0 for h, c in zip(outputs, carriers, strict=True)]
     out: dict[str, Any] = {
         "test_mse": reconstruction_mse(model, x_test),
         "per_class_mse": [per_class_mse(model, x_test, y_test).get(c, math.nan)
@@ -162,6 +176,9 @@ def measure(config: RunConfig, trained: Trained, ctx: RunContext) -> dict[str, A
         "layers": layers,
         "widths": [model.layer_sizes[l] for l in layers],
         "active_units": [], "active_units_variance": [], "effective_nodes": [],
+        "carrier_fires": [], "path_entropy": float(path_entropy(ws, bs)),
+        # the fraction of test images on which the heaviest path's hidden nodes all fire
+        "chain_open": float(torch.stack(fires[1:-1]).all(0).float().mean()),
     }
     for l in layers:
         rise = unit_ablation(lambda v, l=l: model.encode(v, l),
@@ -170,6 +187,7 @@ def measure(config: RunConfig, trained: Trained, ctx: RunContext) -> dict[str, A
         out["active_units"].append(int((rise > 0.01).sum()))
         out["active_units_variance"].append(active_units(codes.cpu(), threshold))
         out["effective_nodes"].append(float(path_nodes[l]))
+        out["carrier_fires"].append(float(fires[l].float().mean()))
     layer = config.option("layer")
     if isinstance(layer, int) and 1 <= layer < model.num_layers:
         into, out_of = model.linears[layer - 1], model.linears[layer]

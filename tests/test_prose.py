@@ -1,0 +1,29 @@
+"""Numbers in words."""
+
+import pytest
+
+from entropic_ae.prose import duration_words, join_words, power_of_ten
+
+
+def test_power_of_ten():
+    assert power_of_ten(10_312_216_477_696) == "1.03 × 10¹³"
+    assert power_of_ten(0.00042) == "4.20 × 10⁻⁴"
+    assert power_of_ten(9.999e5) == "1.00 × 10⁶"
+    for bad in (0, -1.0, float("inf"), True):
+        with pytest.raises(ValueError):
+            power_of_ten(bad)
+
+
+def test_durations():
+    assert duration_words(5 * 3600) == "5 hours"
+    assert duration_words(17 * 86400) == "17 days"
+    assert duration_words(3200 * 365.25 * 86400) == "3,200 years"
+    with pytest.raises(ValueError):
+        duration_words(-1)
+
+
+def test_join_words():
+    assert join_words([]) == "none"
+    assert join_words([3]) == "3"
+    assert join_words(["a", "b"]) == "a and b"
+    assert join_words([1, 2, 3], "or") == "1, 2 or 3"
