@@ -30,7 +30,7 @@ from torch import nn
 
 from entropic_ae.compactifier import fused_data_compactifier_loss, fused_layer_compactifier_loss
 from entropic_ae.estimators import kozachenko_leonenko
-from entropic_ae.paths import PathEntropyTerm
+from entropic_ae.paths import DataPathEntropyTerm, PathEntropyTerm
 
 __all__ = [
     "LossFn",
@@ -39,6 +39,7 @@ __all__ = [
     "compactifier_objective",
     "cv_vae_loss",
     "data_compactifier_objective",
+    "data_path_entropy_objective",
     "decoder_gradient_penalty",
     "decoder_l2",
     "eae_loss",
@@ -126,6 +127,22 @@ def path_entropy_objective(term: PathEntropyTerm) -> LossFn:
 
     def loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"mse": nn.functional.mse_loss(model(x), x), "path_entropy": term(model)}
+
+    return loss
+
+
+def data_path_entropy_objective(term: DataPathEntropyTerm) -> LossFn:
+    r"""MSE and a batch-level entropy of the data-dependent path mass (terms ``mse`` and
+    ``path_entropy``), evaluated by the :class:`~entropic_ae.paths.DataPathEntropyTerm` ``term``
+    on the batch, with the ReLU gates of the same forward pass (``model.layer_outputs(x)``);
+    ``model`` is an :class:`~entropic_ae.models.mlp.MLPAutoencoder`."""
+    if not isinstance(term, DataPathEntropyTerm):
+        raise TypeError(f"term must be a DataPathEntropyTerm, got {type(term).__name__}")
+
+    def loss(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = model.layer_outputs(x)
+        return {"mse": nn.functional.mse_loss(outs[-1], outs[0]),
+                "path_entropy": term(model, x, layer_outputs=outs)}
 
     return loss
 
