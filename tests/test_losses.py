@@ -11,7 +11,13 @@ from entropic_ae import losses
 from entropic_ae.compactifier import data_compactifier_loss, layer_compactifier_loss
 from entropic_ae.models.conv import ConvAutoencoder, ConvVAE, SecondStageVAE
 from entropic_ae.models.mlp import MLPAutoencoder
-from entropic_ae.paths import PathEntropyTerm, linear_params, path_entropy
+from entropic_ae.paths import (
+    DataPathEntropyTerm,
+    PathEntropyTerm,
+    data_path_objective,
+    linear_params,
+    path_entropy,
+)
 
 WIDTH = 1 / 32
 
@@ -68,6 +74,27 @@ def test_data_compactifier_objective_checks_the_layer():
     model = MLPAutoencoder([12, 6, 4, 6, 12])
     with pytest.raises(ValueError, match="1..3"):
         losses.data_compactifier_objective(4)(model, torch.rand(3, 12))
+
+
+@pytest.mark.parametrize("objective", ["softmin", "chain"])
+def test_data_path_entropy_objective_matches_its_parts(objective):
+    torch.manual_seed(0)
+    model = MLPAutoencoder([12, 6, 4, 6, 12], image_shape=(1, 3, 4)).double()
+    x = torch.rand(9, 1, 3, 4, dtype=torch.float64)
+    term = DataPathEntropyTerm(every=1, objective=objective)
+    terms = losses.data_path_entropy_objective(term)(model, x)
+    assert set(terms) == {"mse", "path_entropy"}
+    assert terms["mse"].item() == pytest.approx(losses.mse(model, x)["mse"].item(), rel=1e-12)
+    ws, bs = linear_params(model)
+    reference = data_path_objective(ws, bs, x, objective=objective)
+    assert terms["path_entropy"].item() == pytest.approx(reference.item(), rel=1e-12)
+    params = ws + bs
+    got = torch.autograd.grad(terms["path_entropy"], params)
+    want = torch.autograd.grad(reference, params)
+    for g, r in zip(got, want, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-14)
+    with pytest.raises(TypeError, match="DataPathEntropyTerm"):
+        losses.data_path_entropy_objective(PathEntropyTerm())
 
 
 def test_vae_kl_matches_torch_distributions():

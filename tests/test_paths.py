@@ -12,15 +12,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from entropic_ae.losses import data_path_entropy_objective
+from entropic_ae.models.mlp import MLPAutoencoder
 from entropic_ae.paths import (
+    DataPathEntropyTerm,
     PathEntropyTerm,
     count_paths,
+    data_effective_nodes,
+    data_node_entropies,
+    data_path_chain_entropy,
+    data_path_example_entropy,
+    data_path_flows,
+    data_path_objective,
     effective_nodes,
     layer_sizes,
     linear_params,
     node_path_marginals,
     path_entropy,
     path_entropy_bruteforce,
+    relu_gates,
 )
 from entropic_ae.training import train
 
@@ -753,3 +763,591 @@ def test_train_with_an_attached_optimiser_matches_the_autograd_route():
 
     for p, q in zip(run(False).parameters(), run(True).parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+# --------------------------------------------------------------------------------------------
+# Data-dependent path mass against enumeration of every path of every input
+# --------------------------------------------------------------------------------------------
+
+DATA_ALPHAS = [0.0, 0.5, 1.0, 2.0, math.inf]
+
+
+def data_gates(ws, bs, x):
+    """ReLU gates by an explicit forward pass, float64 (pre-activation > 0)."""
+    gates, h = [], x.double()
+    for w, b in zip(ws[:-1], bs[:-1], strict=True):
+        z = h @ w.detach().double().T + (0 if b is None else b.detach().double())
+        gates.append(z > 0)
+        h = z.clamp_min(0)
+    return gates
+
+
+def enumerate_data_paths(ws, bs, x, gates, bias_paths=True):
+    """Every path with its weight for every input, float64 and differentiable.
+
+    A path is (k, nodes): it starts at pixel nodes[0] (k = 0) or at the bias of unit nodes[0]
+    of layer k (k >= 1) and visits nodes[l - k] in layer l = k..L. Its weight for input x is
+    the start weight (|x_i| or |b_k[j]| g_k(j)) times |W_l[j, i]| g_l(j) for every later edge.
+    Returns the list of paths and the weights, shape (B, number of paths).
+    """
+    n_layers = len(ws)
+    sizes = [ws[0].shape[1]] + [w.shape[0] for w in ws]
+    batch = x.shape[0]
+
+    def gate(l, j):
+        if l == n_layers:
+            return torch.ones(batch, dtype=torch.float64)
+        return gates[l - 1][:, j].double()
+
+    paths, columns = [], []
+    for k in range(n_layers + 1):
+        if k >= 1 and (not bias_paths or bs[k - 1] is None):
+            continue
+        for nodes in itertools.product(*[range(n) for n in sizes[k:]]):
+            if k == 0:
+                weight = x[:, nodes[0]].double().abs()
+            else:
+                weight = bs[k - 1][nodes[0]].double().abs() * gate(k, nodes[0])
+            for l in range(k + 1, n_layers + 1):
+                j, i = nodes[l - k], nodes[l - k - 1]
+                weight = weight * ws[l - 1][j, i].double().abs() * gate(l, j)
+            paths.append((k, nodes))
+            columns.append(weight)
+    return paths, torch.stack(columns, dim=1)
+
+
+def entropy_of(p, alpha=1.0):
+    """Entropy of a probability vector by its definition (0 log 0 = 0)."""
+    p = p[p > 0]
+    if alpha == 0:
+        return torch.log(torch.tensor(float(p.numel()), dtype=torch.float64)) + 0 * p.sum()
+    if math.isinf(alpha):
+        return -p.max().log()
+    if alpha == 1:
+        return -(p * p.log()).sum()
+    return (p**alpha).sum().log() / (1 - alpha)
+
+
+class BruteData:
+    """Everything the data-dependent functions compute, from the enumerated paths."""
+
+    def __init__(self, ws, bs, x, gates, bias_paths=True):
+        self.paths, w = enumerate_data_paths(ws, bs, x, gates, bias_paths)
+        z = w.sum(1)
+        keep = z > 0
+        self.p = w[keep] / z[keep].unsqueeze(1)  # per-input path distributions
+        self.mix = self.p.mean(0)  # the batch mixture
+        self.sizes = [ws[0].shape[1]] + [w_.shape[0] for w_ in ws]
+        n_layers = len(ws)
+        self.n_layers = n_layers
+        zero = torch.zeros((), dtype=torch.float64)
+        self.nodes = [[zero] * n for n in self.sizes]
+        self.constant = [zero] * n_layers
+        self.edges = [[[zero] * self.sizes[l - 1] for _ in range(self.sizes[l])]
+                      for l in range(1, n_layers + 1)]
+        self.bias_edges = [[zero] * self.sizes[l] for l in range(1, n_layers + 1)]
+        for q, (k, nodes) in zip(self.mix, self.paths, strict=True):
+            for l in range(n_layers + 1):
+                if l < k:
+                    self.constant[l] = self.constant[l] + q
+                else:
+                    self.nodes[l][nodes[l - k]] = self.nodes[l][nodes[l - k]] + q
+            if k >= 1:
+                self.bias_edges[k - 1][nodes[0]] = self.bias_edges[k - 1][nodes[0]] + q
+            for l in range(max(k, 1), n_layers + 1):
+                if l - 1 >= k:
+                    j, i = nodes[l - k], nodes[l - k - 1]
+                    self.edges[l - 1][j][i] = self.edges[l - 1][j][i] + q
+
+    def node_vector(self, l):
+        return torch.stack(self.nodes[l])
+
+    def node_entropy(self, l, alpha=1.0):
+        m = self.node_vector(l)
+        return entropy_of(m / m.sum(), alpha)
+
+    def chain_entropy(self):
+        """H(Q), with Q built path by path from the averaged flows (constant nodes included)."""
+        total = torch.zeros((), dtype=torch.float64)
+        qs = []
+        for k, nodes in self.paths:
+            q = None
+            for l in range(1, self.n_layers + 1):
+                if l < k:
+                    flow, prev = self.constant[l], self.constant[l - 1]
+                elif l == k:
+                    flow, prev = self.bias_edges[l - 1][nodes[0]], self.constant[l - 1]
+                else:
+                    i, j = nodes[l - 1 - k], nodes[l - k]
+                    flow, prev = self.edges[l - 1][j][i], self.nodes[l - 1][i]
+                if q is None:
+                    q = flow
+                else:  # a transition out of a node without mass never happens
+                    q = q * torch.where(prev > 0, flow / torch.where(prev > 0, prev, 1.0), 0.0)
+            qs.append(q)
+        qs = torch.stack(qs)
+        total = qs.sum()
+        return entropy_of(qs), total
+
+    def example_entropy(self):
+        return torch.stack([entropy_of(p) for p in self.p]).mean()
+
+    def mixture_entropy(self):
+        return entropy_of(self.mix)
+
+
+def random_data_case(gen, n_inputs=4, bias_kind=None, max_width=3):
+    """A random small ReLU net, inputs with zero pixels, and its gates."""
+    ws, bs, sizes = random_net(gen, max_layers=4, max_width=max_width)
+    if bias_kind == "all":
+        bs = [torch.randn(n, generator=gen, dtype=torch.float64) for n in sizes[1:]]
+    x = torch.rand(n_inputs, sizes[0], generator=gen, dtype=torch.float64)
+    x[torch.rand(x.shape, generator=gen) < 0.3] = 0.0
+    bs_full = bs if bs is not None else [None] * len(ws)
+    return ws, bs_full, x, data_gates(ws, bs_full, x)
+
+
+def params_of(ws, bs):
+    for t in ws + [b for b in bs if b is not None]:
+        t.requires_grad_(True)
+    return ws + [b for b in bs if b is not None]
+
+
+def grads_of(value, params):
+    got = torch.autograd.grad(value, params, allow_unused=True, retain_graph=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, got, strict=True)]
+
+
+def max_gap(a, b):
+    return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("bias_paths", [True, False])
+def test_data_flows_match_enumeration(bias_paths):
+    gen = torch.Generator().manual_seed(10)
+    worst_value, worst_grad = 0.0, 0.0
+    for _ in range(12):
+        ws, bs, x, gates = random_data_case(gen)
+        ref = BruteData(ws, bs, x, gates, bias_paths)
+        if ref.p.shape[0] == 0:
+            continue
+        flows = data_path_flows(ws, bs, x, gates, bias_paths=bias_paths)
+        for l in range(len(ws) + 1):
+            worst_value = max(worst_value, float((flows.nodes[l] - ref.node_vector(l)).abs().max()))
+        worst_value = max(worst_value,
+                          float((flows.constant - torch.stack(ref.constant)).abs().max()))
+        for l in range(1, len(ws) + 1):
+            want = torch.stack([torch.stack(row) for row in ref.edges[l - 1]])
+            worst_value = max(worst_value, float((flows.edges[l - 1] - want).abs().max()))
+            want_b = torch.stack(ref.bias_edges[l - 1])
+            worst_value = max(worst_value, float((flows.bias_edges[l - 1] - want_b).abs().max()))
+            # every unit's mass is its in-flow, and every layer holds all the mass
+            torch.testing.assert_close(flows.edges[l - 1].sum(1) + flows.bias_edges[l - 1],
+                                       flows.nodes[l])
+        for l in range(len(ws)):
+            assert float(flows.nodes[l].sum() + flows.constant[l]) == pytest.approx(1, abs=1e-12)
+        assert float(flows.nodes[-1].sum()) == pytest.approx(1, abs=1e-12)
+        # gradients of a generic functional of all flows
+        params = params_of(ws, bs)
+        probe = torch.randn(sum(e.numel() for e in flows.edges), generator=gen,
+                            dtype=torch.float64)
+        dp = data_path_flows(ws, bs, x, gates, bias_paths=bias_paths)
+        ref = BruteData(ws, bs, x, gates, bias_paths)
+        dp_value = torch.cat([e.reshape(-1) for e in dp.edges]) @ probe
+        ref_value = torch.cat([torch.stack([torch.stack(r) for r in e]).reshape(-1)
+                               for e in ref.edges]) @ probe
+        worst_grad = max(worst_grad, max_gap(grads_of(dp_value, params),
+                                             grads_of(ref_value, params)))
+    assert worst_value < 1e-10 and worst_grad < 1e-9
+
+
+@pytest.mark.parametrize("alpha", DATA_ALPHAS)
+def test_data_node_entropies_and_objectives_match_enumeration(alpha):
+    gen = torch.Generator().manual_seed(11)
+    checked = 0
+    while checked < 10:
+        ws, bs, x, gates = random_data_case(gen, bias_kind="all" if checked % 2 else None)
+        if len(ws) < 2:
+            continue
+        ref = BruteData(ws, bs, x, gates)
+        hidden = range(1, len(ws))
+        if ref.p.shape[0] == 0 or any(float(ref.node_vector(l).sum()) == 0 for l in hidden):
+            continue
+        checked += 1
+        params = params_of(ws, bs)
+        ref = BruteData(ws, bs, x, gates)
+        want = torch.stack([ref.node_entropy(l, alpha) for l in hidden])
+        got = data_node_entropies(ws, bs, x, gates, alpha=alpha)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
+        tau = 0.3
+        want_soft = -tau * torch.log(torch.exp(-want / tau).mean())
+        cases = [("softmin", want_soft), ("sum", want.sum())]
+        for objective, ref_value in cases:
+            value = data_path_objective(ws, bs, x, gates, objective=objective, alpha=alpha,
+                                        tau=tau)
+            assert value.item() == pytest.approx(ref_value.item(), abs=1e-9)
+            if alpha in (0.0, math.inf):
+                continue  # piecewise constant / a subgradient: values only
+            assert max_gap(grads_of(value, params), grads_of(ref_value, params)) < 1e-8
+        soft, low = float(want_soft.detach()), float(want.detach().min())
+        assert low - 1e-12 <= soft <= low + tau * math.log(len(hidden)) + 1e-12
+
+
+@pytest.mark.parametrize("bias_paths", [True, False])
+def test_chain_and_example_entropies_match_enumeration(bias_paths):
+    gen = torch.Generator().manual_seed(12)
+    checked = 0
+    while checked < 10:
+        ws, bs, x, gates = random_data_case(gen, bias_kind="all" if checked % 2 else None)
+        params = params_of(ws, bs)
+        ref = BruteData(ws, bs, x, gates, bias_paths)
+        if ref.p.shape[0] == 0:
+            continue
+        checked += 1
+        want_chain, q_total = ref.chain_entropy()
+        assert float(q_total.detach()) == pytest.approx(1.0, abs=1e-12)  # Q is a distribution
+        chain = data_path_chain_entropy(ws, bs, x, gates, bias_paths=bias_paths)
+        example = data_path_example_entropy(ws, bs, x, gates, bias_paths=bias_paths)
+        want_example = ref.example_entropy()
+        assert chain.item() == pytest.approx(want_chain.item(), abs=1e-9)
+        assert example.item() == pytest.approx(want_example.item(), abs=1e-9)
+        for value, ref_value in ((chain, want_chain), (example, want_example)):
+            assert max_gap(grads_of(value, params), grads_of(ref_value, params)) < 1e-8
+        # mean per-input entropy <= entropy of the mixture <= the Markov chain's entropy
+        mixture = float(ref.mixture_entropy().detach())
+        assert float(want_example.detach()) <= mixture + 1e-12 <= float(want_chain.detach()) + 2e-12
+        for objective in ("chain", "example"):
+            value = data_path_objective(ws, bs, x, gates, objective=objective,
+                                        bias_paths=bias_paths)
+            assert value.item() == pytest.approx((chain if objective == "chain"
+                                                  else example).item(), rel=1e-12)
+
+
+def test_single_input_chain_is_the_path_entropy_of_that_input():
+    """For one input the path distribution is itself a Markov chain: H(Q) = H(p_x)."""
+    gen = torch.Generator().manual_seed(13)
+    for _ in range(5):
+        ws, bs, x, gates = random_data_case(gen, n_inputs=1, bias_kind="all")
+        ref = BruteData(ws, bs, x, gates)
+        chain = data_path_chain_entropy(ws, bs, x, gates)
+        assert chain.item() == pytest.approx(ref.example_entropy().item(), abs=1e-10)
+        example = data_path_example_entropy(ws, bs, x, gates)
+        assert example.item() == pytest.approx(chain.item(), abs=1e-10)
+
+
+def test_gradcheck_data_objectives():
+    """Finite differences (gates fixed), away from |w| = 0."""
+    gen = torch.Generator().manual_seed(14)
+    sizes = [4, 3, 3, 4]
+    ws = [torch.randn(o, i, generator=gen, dtype=torch.float64) for i, o in
+          itertools.pairwise(sizes)]
+    bs = [torch.randn(o, generator=gen, dtype=torch.float64) for o in sizes[1:]]
+    x = torch.rand(5, 4, generator=gen, dtype=torch.float64)
+    gates = data_gates(ws, bs, x)
+    gates[0][0, 1] = False  # an extra gate off
+    n = len(ws)
+
+    for objective, alpha in (("softmin", 1.0), ("softmin", 2.0), ("sum", 0.5), ("chain", 1.0),
+                             ("example", 1.0)):
+        def fn(*params, objective=objective, alpha=alpha):
+            return data_path_objective(list(params[:n]), list(params[n:]), x, gates,
+                                       objective=objective, alpha=alpha)
+
+        inputs = tuple(t.clone().requires_grad_(True) for t in ws + bs)
+        assert torch.autograd.gradcheck(fn, inputs)
+
+
+def test_data_path_mass_is_invariant_to_relu_rescaling_and_ignores_dead_units():
+    gen = torch.Generator().manual_seed(15)
+    sizes = [6, 5, 4, 5, 6]
+    ws = [torch.randn(o, i, generator=gen, dtype=torch.float64) for i, o in
+          itertools.pairwise(sizes)]
+    bs = [torch.randn(o, generator=gen, dtype=torch.float64) for o in sizes[1:]]
+    x = torch.rand(20, 6, generator=gen, dtype=torch.float64)
+
+    def measures(ws, bs):
+        return (data_path_flows(ws, bs, x).nodes,
+                data_path_objective(ws, bs, x, objective="chain"),
+                data_node_entropies(ws, bs, x))
+
+    nodes0, chain0, ent0 = measures(ws, bs)
+    ws2, bs2 = [w.clone() for w in ws], [b.clone() for b in bs]
+    for layer, unit, c in ((1, 2, 30.0), (2, 0, 0.01), (3, 4, 7.0)):
+        ws2[layer - 1][unit] *= c
+        bs2[layer - 1][unit] *= c
+        ws2[layer][:, unit] /= c
+    nodes1, chain1, ent1 = measures(ws2, bs2)
+    for a, b in zip(nodes0, nodes1, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+    assert chain1.item() == pytest.approx(chain0.item(), rel=1e-10)
+    torch.testing.assert_close(ent1, ent0, rtol=1e-10, atol=1e-14)
+    # a decoy: unit 1 of layer 2 never fires, yet has huge weights; it gets no mass at all,
+    # while the weight-only path entropy makes it the carrier
+    ws3, bs3 = [w.clone() for w in ws], [b.clone() for b in bs]
+    ws3[1][1] = 50.0
+    bs3[1][1] = -1e4
+    ws3[2][:, 1] = 50.0
+    nodes3 = data_path_flows(ws3, bs3, x).nodes
+    assert nodes3[2][1] == 0.0
+    assert float(node_path_marginals(ws3, bs3)[2][1]) > 0.5
+
+
+def test_per_input_entropy_rewards_sparsity_not_a_shared_bottleneck():
+    """Each input fires a different single unit of the middle layer: every input uses few
+    paths (low per-input entropy) but the batch spreads over all units (high node entropy)."""
+    n = 4
+    w1 = torch.eye(n, dtype=torch.float64)
+    w2 = torch.eye(n, dtype=torch.float64)
+    x = torch.eye(n, dtype=torch.float64)  # input k lights pixel k, which fires unit k only
+    ws, bs = [w1, w2], [None, None]
+    hidden = data_node_entropies(ws, bs, x)
+    assert hidden.item() == pytest.approx(math.log(n), rel=1e-12)
+    assert data_path_example_entropy(ws, bs, x).item() == pytest.approx(0.0, abs=1e-12)
+    # a shared bottleneck: all inputs pass unit 0
+    w1b = torch.zeros(n, n, dtype=torch.float64)
+    w1b[0] = 1.0
+    w2b = torch.zeros(n, n, dtype=torch.float64)
+    w2b[:, 0] = 1.0
+    shared = data_node_entropies([w1b, w2b], bs, x)
+    assert shared.item() == pytest.approx(0.0, abs=1e-12)
+    assert data_path_example_entropy([w1b, w2b], bs, x).item() == pytest.approx(
+        math.log(n), rel=1e-12)
+
+
+def test_inputs_without_paths_are_left_out():
+    ws = [torch.rand(3, 4, dtype=torch.float64) + 0.1, torch.rand(2, 3, dtype=torch.float64)]
+    bs = [None, None]
+    x = torch.rand(3, 4, dtype=torch.float64)
+    x[1] = 0.0  # no path mass at all
+    full = data_path_flows(ws, bs, x)
+    kept = data_path_flows(ws, bs, x[[0, 2]])
+    for a, b in zip(full.nodes, kept.nodes, strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="no input of the batch"):
+        data_path_objective(ws, bs, torch.zeros(2, 4, dtype=torch.float64))
+
+
+def test_layer_without_mass_is_reported():
+    ws = [torch.rand(3, 4, dtype=torch.float64), torch.rand(3, 3, dtype=torch.float64),
+          torch.rand(2, 3, dtype=torch.float64)]
+    bs = [torch.full((3,), -100.0, dtype=torch.float64), torch.ones(3, dtype=torch.float64),
+          torch.ones(2, dtype=torch.float64)]
+    x = torch.rand(5, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"layer\(s\) \[1\]"):
+        data_node_entropies(ws, bs, x)
+    assert data_node_entropies(ws, bs, x, layers=[2]).shape == (1,)
+
+
+def test_float32_matches_float64_and_deep_nets_stay_in_range():
+    gen = torch.Generator().manual_seed(16)
+    sizes = [20] + [8] * 30 + [20]
+    ws = [3.0 * torch.randn(o, i, generator=gen, dtype=torch.float64) for i, o in
+          itertools.pairwise(sizes)]
+    bs = [torch.randn(o, generator=gen, dtype=torch.float64) for o in sizes[1:]]
+    x = torch.rand(6, 20, generator=gen, dtype=torch.float64)
+    gates = data_gates(ws, bs, x)
+    h64 = data_node_entropies(ws, bs, x, gates)
+    h32 = data_node_entropies([w.float() for w in ws], [b.float() for b in bs], x.float(), gates)
+    assert h32.dtype == torch.float32
+    torch.testing.assert_close(h32.double(), h64, rtol=1e-4, atol=1e-4)
+    chain = data_path_chain_entropy([w.float() for w in ws], [b.float() for b in bs],
+                                    x.float(), gates)
+    assert math.isfinite(chain.item())
+
+
+def test_relu_gates_match_the_model():
+    torch.manual_seed(0)
+    model = MLPAutoencoder([12, 6, 4, 6, 12])
+    x = torch.rand(7, 12)
+    ws, bs = linear_params(model)
+    outs = model.layer_outputs(x)
+    for g, h in zip(relu_gates(ws, bs, x), outs[1:-1], strict=True):
+        assert torch.equal(g, h > 0)
+
+
+def test_data_effective_nodes():
+    gen = torch.Generator().manual_seed(17)
+    ws, bs, x, gates = random_data_case(gen, n_inputs=9, bias_kind="all")
+    while len(ws) < 2:
+        ws, bs, x, gates = random_data_case(gen, n_inputs=9, bias_kind="all")
+    ref = BruteData(ws, bs, x, gates)
+    want = torch.stack([ref.node_entropy(l).exp() for l in range(len(ws) + 1)])
+    for batch_size in (1024, 4, 1):
+        got = data_effective_nodes(ws, bs, x, gates, batch_size=batch_size)
+        torch.testing.assert_close(got, want.detach(), rtol=1e-10, atol=1e-12)
+    # uniform: identity layers, all inputs equal
+    eye = [torch.eye(3, dtype=torch.float64)] * 3
+    en = data_effective_nodes(eye, None, torch.ones(4, 3, dtype=torch.float64))
+    torch.testing.assert_close(en, torch.full((4,), 3.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda ws, bs, x: data_path_flows(ws, bs, x.tolist()), TypeError, "torch.Tensor"),
+        (lambda ws, bs, x: data_path_flows(ws, bs, x[:, :3]), ValueError, "entries each"),
+        (lambda ws, bs, x: data_path_flows(ws, bs, x[0]), ValueError, "entries each"),
+        (lambda ws, bs, x: data_path_flows(ws, bs, x.long()), TypeError, "floating"),
+        (lambda ws, bs, x: data_path_flows(ws, bs, x, [torch.ones(5, 3)]), TypeError, "boolean"),
+        (lambda ws, bs, x: data_path_flows(ws, bs, x, [torch.ones(5, 2, dtype=torch.bool)]),
+         ValueError, "shape"),
+        (lambda ws, bs, x: data_path_flows(ws, bs, x, []), ValueError, "one gate tensor"),
+        (lambda ws, bs, x: data_path_flows(ws, bs, x * math.nan), ValueError, "NaN"),
+        (lambda ws, bs, x: data_path_objective(ws, bs, x, objective="max"), ValueError,
+         "objective"),
+        (lambda ws, bs, x: data_path_objective(ws, bs, x, tau=0.0), ValueError, "tau"),
+        (lambda ws, bs, x: data_path_objective(ws, bs, x, tau="1"), TypeError, "tau"),
+        (lambda ws, bs, x: data_path_objective(ws, bs, x, objective="chain", alpha=2.0),
+         ValueError, "Shannon"),
+        (lambda ws, bs, x: data_path_objective(ws, bs, x, objective="chain", layers=[1]),
+         ValueError, "layers"),
+        (lambda ws, bs, x: data_node_entropies(ws, bs, x, layers=[2]), ValueError, "1..1"),
+        (lambda ws, bs, x: data_node_entropies(ws, bs, x, layers=[]), ValueError, "empty"),
+        (lambda ws, bs, x: data_node_entropies(ws, bs, x, layers=[1.0]), TypeError, "ints"),
+        (lambda ws, bs, x: data_node_entropies(ws[:1], bs[:1], x), ValueError, "hidden layer"),
+        (lambda ws, bs, x: data_effective_nodes(ws, bs, x, batch_size=0), ValueError,
+         "batch_size"),
+        (lambda ws, bs, x: data_node_entropies(ws, bs, x, alpha=-1.0), ValueError, "alpha"),
+    ],
+)
+def test_data_functions_validate(call, error, match):
+    ws = [torch.rand(3, 4), torch.rand(2, 3)]
+    bs = [torch.rand(3), torch.rand(2)]
+    with pytest.raises(error, match=match):
+        call(ws, bs, torch.rand(5, 4))
+
+
+# --------------------------------------------------------------------------------------------
+# DataPathEntropyTerm: the data objective as a training term, every k steps
+# --------------------------------------------------------------------------------------------
+
+
+def data_batches(n=7, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.rand(8, 5, generator=gen) for _ in range(n)]
+
+
+def data_reference(net, x, **kwargs):
+    ws, bs = linear_params(net)
+    value = data_path_objective(ws, bs, x, **kwargs)
+    return value.detach(), list(torch.autograd.grad(value, ws + bs))
+
+
+@pytest.mark.parametrize("mode", ["reuse", "scale"])
+@pytest.mark.parametrize("objective", ["softmin", "sum", "chain", "example"])
+def test_data_term_every_one_is_the_plain_objective(mode, objective):
+    net = small_net()
+    term = DataPathEntropyTerm(every=1, objective=objective, mode=mode)
+    for step, x in enumerate(data_batches(3)):
+        value = term(net, x)
+        want, want_grads = data_reference(net, x, objective=objective)
+        torch.testing.assert_close(value.detach(), want)
+        for g, r in zip(term_grads(value, net), want_grads, strict=True):
+            torch.testing.assert_close(g, r)
+        nudge(net, step)
+    assert term.calls == 3 and term.evaluations == 3
+
+
+def test_data_term_reuses_the_last_evaluation_between_evaluations():
+    net = small_net()
+    term = DataPathEntropyTerm(every=3, tau=0.2, layers=[2])
+    stored = None
+    for step, x in enumerate(data_batches(7)):
+        value = term(net, x)
+        if step % 3 == 0:
+            stored = data_reference(net, x, tau=0.2, layers=[2])
+        torch.testing.assert_close(value.detach(), stored[0])
+        for g, r in zip(term_grads(value, net), stored[1], strict=True):
+            torch.testing.assert_close(g, r)
+        nudge(net, step)
+    assert term.evaluations == 3
+
+
+def test_data_term_takes_the_gates_from_layer_outputs():
+    torch.manual_seed(0)
+    model = MLPAutoencoder([12, 6, 4, 6, 12])
+    x = torch.rand(10, 12)
+    term = DataPathEntropyTerm(every=1)
+    a = term(model, x)
+    b = term(model, x, layer_outputs=model.layer_outputs(x))
+    torch.testing.assert_close(a, b)
+    with torch.no_grad():
+        c = term(model, x)
+    torch.testing.assert_close(c, a.detach())
+    assert term.calls == 2
+    with pytest.raises(ValueError, match="5 tensors"):
+        term(model, x, layer_outputs=model.layer_outputs(x)[:-1])
+
+
+def test_train_with_the_data_term_and_an_attached_optimiser():
+    data = torch.rand(64, 12)
+
+    def run(attach: bool):
+        torch.manual_seed(0)
+        model = MLPAutoencoder([12, 6, 4, 6, 12])
+        term = DataPathEntropyTerm(every=3)
+
+        def make_optimizer(params):
+            opt = torch.optim.Adam(params, lr=0.01)
+            return term.attach(opt) if attach else opt
+
+        history = train(model, data_path_entropy_objective(term), data, epochs=2, batch_size=16,
+                        weights={"path_entropy": 0.05}, device="cpu", progress=False,
+                        optimizer=make_optimizer, callback=lambda epoch, hist: term.reset())
+        return model, history, term
+
+    plain, h1, term = run(False)
+    attached, h2, _ = run(True)
+    assert term.evaluations == 4  # 4 batches per epoch, every 3: steps 0 and 3, twice
+    assert all(math.isfinite(v) for v in h1.terms["path_entropy"])
+    for p, q in zip(plain.parameters(), attached.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_data_term_bad_arguments():
+    with pytest.raises(ValueError, match="objective"):
+        DataPathEntropyTerm(objective="min")
+    with pytest.raises(ValueError, match="Shannon"):
+        DataPathEntropyTerm(objective="chain", alpha=2.0)
+    with pytest.raises(ValueError, match="layers"):
+        DataPathEntropyTerm(objective="example", layers=[1])
+    with pytest.raises(ValueError, match="tau"):
+        DataPathEntropyTerm(tau=-1.0)
+    with pytest.raises(ValueError, match="layers"):
+        DataPathEntropyTerm(layers=[0])
+    with pytest.raises(ValueError, match="every"):
+        DataPathEntropyTerm(every=0)
+    term = DataPathEntropyTerm()
+    with pytest.raises(TypeError, match="nn.Module"):
+        term([torch.ones(2, 2)], torch.rand(3, 2))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        term(small_net(), [[0.0] * 5])
+    with pytest.raises(ValueError, match="1..2"):
+        DataPathEntropyTerm(layers=[3])(small_net(), torch.rand(4, 5))
+    assert "softmin" in repr(term)
+
+
+def test_effective_nodes_of_a_layer_without_mass_is_zero():
+    ws = [torch.rand(3, 4, dtype=torch.float64), torch.rand(2, 3, dtype=torch.float64)]
+    bs = [torch.ones(3, dtype=torch.float64), torch.ones(2, dtype=torch.float64)]
+    en = data_effective_nodes(ws, bs, torch.zeros(5, 4, dtype=torch.float64))
+    assert en[0] == 0.0 and 1 < en[1] <= 3 and 1 < en[2] <= 2
+
+
+def test_a_constant_unit_carries_bias_mass_only_with_bias_paths():
+    """The documented loophole: an always-on unit with no input weights and a large bias, its
+    output cancelled by the next bias, leaves the function unchanged but holds path mass when
+    biases are path sources; with bias_paths=False it holds none."""
+    gen = torch.Generator().manual_seed(18)
+    ws = [torch.rand(3, 4, generator=gen, dtype=torch.float64),
+          torch.rand(2, 3, generator=gen, dtype=torch.float64)]
+    bs = [torch.zeros(3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)]
+    ws[0][2] = 0.0  # unit 2: no input weights ...
+    bs[0][2] = 100.0  # ... a large bias: constant output 100
+    bs[1] -= 100.0 * ws[1][:, 2]  # the next bias cancels it: same function as with unit 2 off
+    x = torch.rand(6, 4, generator=gen, dtype=torch.float64)
+    with_bias = data_path_flows(ws, bs, x).nodes[1]
+    without = data_path_flows(ws, bs, x, bias_paths=False).nodes[1]
+    assert with_bias[2] / with_bias.sum() > 0.9 and without[2] == 0.0
+    assert data_node_entropies(ws, bs, x).item() < 0.2 < 0.5 < data_node_entropies(
+        ws, bs, x, bias_paths=False).item()
