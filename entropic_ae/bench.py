@@ -24,7 +24,8 @@ from entropic_ae.models.zoo import CONV_MODEL_NAMES, build_conv_model
 from entropic_ae.timing import format_seconds, median_seconds
 from entropic_ae.training import default_device
 
-__all__ = ["ENTROPY_TERMS", "main", "mlp_step_seconds", "step_seconds", "term_seconds"]
+__all__ = ["ENTROPY_TERMS", "main", "mlp_step_seconds", "path_term_costs", "step_seconds",
+           "term_seconds"]
 
 #: The entropy terms compared: name → function of a batch of codes.
 ENTROPY_TERMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -144,3 +145,65 @@ def mlp_step_seconds(loss_fn: Callable, weights: dict[str, float],
         optimizer.step()
 
     return median_seconds(step, repeats=repeats, inner=inner, warmup=3, device=dev)
+
+
+def path_term_costs(layer_sizes: Sequence[int], x: torch.Tensor, every: int = 20,
+                    alpha: float = 1.0, weight: float = 0.01, lr: float = 1e-3,
+                    batch_size: int = 128, rounds: int = 100, seed: int = 0) -> dict[str, float]:
+    """Median seconds of a training step of an MLP autoencoder on the rows of ``x`` with MSE
+    only, with the weight path entropy every step, and with it every ``every`` steps (its
+    stored gradient attached to Adam): ``{"plain", "every step", "evaluating step", "step in
+    between", "average step"}``. The three kinds of training take turns step by step, so that
+    a busy machine slows all of them alike; the average step is
+    ``(evaluating + (every - 1) · in between) / every``."""
+    import itertools
+    import statistics
+    import time
+
+    from entropic_ae.models.mlp import MLPAutoencoder
+    from entropic_ae.paths import PathEntropyTerm
+
+    n_batches = max(1, min(8, len(x) // batch_size))
+    batches = x[: n_batches * batch_size].reshape(n_batches, batch_size, -1)
+
+    def runner(k: int) -> tuple[Callable[[], None], PathEntropyTerm | None]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = MLPAutoencoder(list(layer_sizes))
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        term = PathEntropyTerm(every=k, alpha=alpha) if k else None
+        if term is not None:
+            term.attach(opt)
+        count = itertools.count()
+
+        def step() -> None:
+            xb = batches[next(count) % n_batches]
+            loss = torch.nn.functional.mse_loss(net(xb), xb)
+            if term is not None:
+                loss = loss + weight * term(net)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return step, term
+
+    runners = {"plain": runner(0), "every step": runner(1), "every k": runner(every)}
+    for step, _ in runners.values():
+        for _ in range(2 * every):  # warm-up
+            step()
+    times: dict[str, list[float]] = {"plain": [], "every step": [], "evaluating step": [],
+                                     "step in between": []}
+    for _ in range(rounds):
+        for name, (step, term) in runners.items():
+            before = term.evaluations if term is not None else 0
+            start = time.perf_counter()
+            step()
+            elapsed = time.perf_counter() - start
+            if name != "every k":
+                times[name].append(elapsed)
+            else:
+                key = "evaluating step" if term.evaluations > before else "step in between"
+                times[key].append(elapsed)
+    out = {k: statistics.median(v) for k, v in times.items() if v}
+    out["average step"] = (out["evaluating step"] + (every - 1) * out["step in between"]) / every
+    return out

@@ -50,6 +50,7 @@ __all__ = [
     "entropy",
     "estimator_study",
     "kl_to_standard_normal",
+    "random_layers",
     "sample",
 ]
 
@@ -288,3 +289,24 @@ def estimator_study(estimator: Callable[[torch.Tensor], torch.Tensor | float], *
                     rows.append({"kind": kind, "B": b, "d": d, "repeat": r, "estimate": value,
                                  "truth": truth})
     return pd.DataFrame(rows, columns=["kind", "B", "d", "repeat", "estimate", "truth"])
+
+
+def random_layers(sizes: Sequence[int], seed: int = 0, dtype: torch.dtype = torch.float64,
+                  biases: bool = True, zero_fraction: float = 0.2
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """Weights (``out × in``, standard normal with a fraction ``zero_fraction`` of exact zeros)
+    and biases (0.3 × standard normal, or None) of a random network with node-layer widths
+    ``sizes``: inputs for checking path computations against enumeration."""
+    sizes = [_check_int(f"sizes[{i}]", n, 1) for i, n in enumerate(sizes)]
+    if len(sizes) < 2:
+        raise ValueError(f"need at least two layer widths, got {sizes}")
+    if isinstance(zero_fraction, bool) or not isinstance(zero_fraction, int | float) \
+            or not 0 <= zero_fraction < 1:
+        raise ValueError(f"zero_fraction must be a number in [0, 1), got {zero_fraction!r}")
+    gen = torch.Generator().manual_seed(_check_int("seed", seed, 0))
+    ws = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        w = torch.randn(n_out, n_in, generator=gen, dtype=dtype)
+        ws.append(w * (torch.rand(n_out, n_in, generator=gen, dtype=dtype) >= zero_fraction))
+    bs = [0.3 * torch.randn(n, generator=gen, dtype=dtype) for n in sizes[1:]] if biases else None
+    return ws, bs

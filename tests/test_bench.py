@@ -1,6 +1,7 @@
 """python -m entropic_ae.bench: the measurements and the command line (tiny sizes)."""
 
 import pytest
+import torch
 
 from entropic_ae import losses
 from entropic_ae.bench import ENTROPY_TERMS, main, mlp_step_seconds, step_seconds, term_seconds
@@ -25,3 +26,15 @@ def test_command_line_prints_a_table(capsys):
 def test_bad_model_name_is_refused():
     with pytest.raises(SystemExit):
         main(["--models", "GAN"])
+
+
+def test_path_term_costs_report_every_kind_of_step():
+    from entropic_ae.bench import path_term_costs
+
+    x = torch.rand(64, 16)
+    costs = path_term_costs([16, 8, 4, 8, 16], x, every=4, batch_size=16, rounds=8)
+    assert set(costs) == {"plain", "every step", "evaluating step", "step in between",
+                          "average step"}
+    assert all(0 < t < 1 for t in costs.values())
+    assert costs["average step"] == pytest.approx(
+        (costs["evaluating step"] + 3 * costs["step in between"]) / 4)

@@ -216,3 +216,16 @@ def test_estimator_study_rejects_bad_input():
         syn.estimator_study(lambda z: 0.0, repeats=0)
     with pytest.raises(ValueError, match="returned nan"):
         syn.estimator_study(lambda z: float("nan"), batch_sizes=(10,), dims=(2,), repeats=1)
+
+
+def test_random_layers_shapes_zeros_and_determinism():
+    ws, bs = syn.random_layers([3, 4, 2], seed=1)
+    assert [tuple(w.shape) for w in ws] == [(4, 3), (2, 4)] and [b.shape[0] for b in bs] == [4, 2]
+    again, _ = syn.random_layers([3, 4, 2], seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(ws, again, strict=True))
+    dense, none = syn.random_layers([50, 50], seed=2, biases=False, zero_fraction=0.0)
+    sparse, _ = syn.random_layers([50, 50], seed=2, zero_fraction=0.5)
+    assert none is None and (dense[0] == 0).sum() == 0
+    assert 0.4 < (sparse[0] == 0).double().mean() < 0.6
+    with pytest.raises(ValueError):
+        syn.random_layers([3])

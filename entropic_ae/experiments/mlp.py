@@ -48,7 +48,9 @@ from entropic_ae.experiments.context import RunContext, Trained, images
 from entropic_ae.metrics import active_units, per_class_mse, reconstruction_mse, unit_ablation
 from entropic_ae.models.mlp import MLPAutoencoder, prune
 from entropic_ae.paths import (
+    DataPathEntropyTerm,
     PathEntropyTerm,
+    data_effective_nodes,
     effective_nodes,
     linear_params,
     node_path_marginals,
@@ -58,7 +60,7 @@ from entropic_ae.training import set_seed, train
 
 __all__ = ["OBJECTIVES", "OPTIMIZERS", "fit", "measure", "unit_table", "width_goal"]
 
-OBJECTIVES = ("plain", "compactifier", "compactifier-data", "path")
+OBJECTIVES = ("plain", "compactifier", "compactifier-data", "path", "path-data")
 OPTIMIZERS = ("adam", "decoupled", "sgd")
 
 
@@ -91,9 +93,18 @@ def _objective(config: RunConfig, model: MLPAutoencoder
         layer = int(_option(config, "layer", (int,)))
         return (losses.data_compactifier_objective(layer, alpha),
                 {"mse": w_mse, "entropy": w_reg}, None)
-    term = PathEntropyTerm(every=int(_option(config, "path_every", (int,), 20)), alpha=alpha,
-                           mode=_option(config, "path_mode", (str,), "reuse"))
-    return losses.path_entropy_objective(term), {"mse": w_mse, "path_entropy": w_reg}, term
+    every = int(_option(config, "path_every", (int,), 20))
+    mode = _option(config, "path_mode", (str,), "reuse")
+    weights = {"mse": w_mse, "path_entropy": w_reg}
+    if objective == "path":
+        term = PathEntropyTerm(every=every, alpha=alpha, mode=mode)
+        return losses.path_entropy_objective(term), weights, term
+    layers = config.option("path_layers")
+    term = DataPathEntropyTerm(every=every, objective=_option(config, "path_objective", (str,),
+                                                              "softmin"),
+                               alpha=alpha, tau=float(_option(config, "tau", (int, float), 0.5)),
+                               layers=None if layers is None else list(layers), mode=mode)
+    return losses.data_path_entropy_objective(term), weights, term
 
 
 def _base_model(config: RunConfig, ctx: RunContext) -> MLPAutoencoder:
@@ -169,14 +180,16 @@ def measure(config: RunConfig, trained: Trained, ctx: RunContext) -> dict[str, A
     carriers = [int(m.argmax()) for m in node_path_marginals(ws, bs)]
     outputs = model.layer_outputs(x_test.to(ctx.device))
     fires = [h[:, c] > 0 for h, c in zip(outputs, carriers, strict=True)]
+    data_nodes = data_effective_nodes(ws, bs, sample.flatten(1)).tolist()
+    per_class = per_class_mse(model, x_test, y_test)
     out: dict[str, Any] = {
         "test_mse": reconstruction_mse(model, x_test),
-        "per_class_mse": [per_class_mse(model, x_test, y_test).get(c, math.nan)
-                          for c in range(10)],
+        "per_class_mse": [per_class.get(c, math.nan) for c in range(10)],
         "layers": layers,
         "widths": [model.layer_sizes[l] for l in layers],
         "active_units": [], "active_units_variance": [], "effective_nodes": [],
-        "carrier_fires": [], "path_entropy": float(path_entropy(ws, bs)),
+        "carrier_fires": [], "data_effective_nodes": [],
+        "path_entropy": float(path_entropy(ws, bs)),
         # the fraction of test images on which the heaviest path's hidden nodes all fire
         "chain_open": float(torch.stack(fires[1:-1]).all(0).float().mean()),
     }
@@ -188,6 +201,7 @@ def measure(config: RunConfig, trained: Trained, ctx: RunContext) -> dict[str, A
         out["active_units_variance"].append(active_units(codes.cpu(), threshold))
         out["effective_nodes"].append(float(path_nodes[l]))
         out["carrier_fires"].append(float(fires[l].float().mean()))
+        out["data_effective_nodes"].append(float(data_nodes[l]))
     layer = config.option("layer")
     if isinstance(layer, int) and 1 <= layer < model.num_layers:
         into, out_of = model.linears[layer - 1], model.linears[layer]
