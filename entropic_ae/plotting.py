@@ -9,6 +9,9 @@ shown on a fixed [0, 1] scale (clipped).
 
 from __future__ import annotations
 
+import base64
+import functools
+import html
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -308,6 +311,47 @@ def _png(img: np.ndarray, scale: int, cmap: str) -> bytes:
     return buf.getvalue()
 
 
+STATIC_SWEEP_NOTE = (
+    "<strong>Interactive figure.</strong> Its sliders need a running Python kernel, so this "
+    "page shows only the image at their starting values. Open the chapter in Colab or Jupyter "
+    "(the rocket button at the top of the page) and run it to move them."
+)
+
+
+@functools.cache
+def _sweep_box_class() -> type:
+    """``ipywidgets.HBox`` whose display also carries ``text/html``: a static fallback for
+    pages without a kernel. Front ends with a kernel (JupyterLab, Colab, VS Code) draw the
+    widget, which they rank above HTML; the HTML book ranks HTML first (``_config.yml``:
+    ``nb_mime_priority_overrides``), since a saved widget's sliders could change nothing."""
+    import ipywidgets as widgets
+
+    class SweepBox(widgets.HBox):
+        static_html: str = ""
+
+        def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
+            bundle = super()._repr_mimebundle_(**kwargs)
+            if bundle is not None and self.static_html:
+                bundle = {**bundle, "text/html": self.static_html}
+            return bundle
+
+    return SweepBox
+
+
+def _static_sweep_html(png: bytes, units: Sequence[int], values: Sequence[float],
+                       note: str) -> str:
+    start = ", ".join(f"z[{u}] = {v:.2f}" for u, v in zip(units, values, strict=True))
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        '<div class="entropic-ae-static-sweep" style="display:flex; gap:1.5em; '
+        'align-items:center; flex-wrap:wrap">'
+        f'<img src="data:image/png;base64,{data}" alt="decoded image at {html.escape(start)}" '
+        'style="image-rendering:pixelated; border:1px solid #ccc">'
+        f'<div style="max-width:32em"><p>{note}</p>'
+        f"<p>Starting values: {html.escape(start)}.</p></div></div>"
+    )
+
+
 def interactive_sweep(
     decode: Decoder,
     latent_dim: int,
@@ -320,6 +364,7 @@ def interactive_sweep(
     device: str | torch.device | None = None,
     scale: int = 8,
     cmap: str = "gray",
+    static_note: str | None = None,
 ) -> ipywidgets.Widget:
     """An ipywidgets UI: one slider per unit in ``units`` (default: all) and the live image
     ``decode(z)``, where ``z`` is ``base`` (zeros by default) with the sliders' units replaced
@@ -327,11 +372,19 @@ def interactive_sweep(
 
     Returns the top-level widget, an ``ipywidgets.HBox`` with extra attributes ``sliders`` (the
     ``FloatSlider`` list, in the order of ``units``), ``image`` (an ``ipywidgets.Image`` holding
-    the PNG) and ``reset_button``. Without a front end (e.g. under papermill) nothing fails: the
-    widget is built, drawn once and returned.
+    the PNG), ``reset_button`` and ``static_html``. Without a front end (e.g. under papermill)
+    nothing fails: the widget is built, drawn once and returned.
+
+    Displayed, it also offers ``text/html`` for pages without a kernel (the HTML book): the
+    image at the starting values, ``static_note`` (HTML; default :data:`STATIC_SWEEP_NOTE`,
+    which says that the sliders need a running kernel and where to get one) and the starting
+    values. Front ends with a kernel show the widget instead.
     """
     import ipywidgets as widgets
 
+    if static_note is not None and not isinstance(static_note, str):
+        raise TypeError(f"static_note must be an HTML string or None, got "
+                        f"{type(static_note).__name__}")
     if not callable(decode):
         raise TypeError("decode must be callable: codes (B×latent_dim) -> images")
     unit_list = _check_units(units, latent_dim)
@@ -374,10 +427,13 @@ def interactive_sweep(
     for s in sliders:
         s.observe(update, names="value")
     reset.on_click(on_reset)
-    box = widgets.HBox([widgets.VBox([*sliders, reset]), image])
+    box = _sweep_box_class()([widgets.VBox([*sliders, reset]), image])
     box.sliders = sliders
     box.image = image
     box.reset_button = reset
+    box.static_html = _static_sweep_html(image.value, unit_list, [s.value for s in sliders],
+                                         STATIC_SWEEP_NOTE if static_note is None
+                                         else static_note)
     return box
 
 

@@ -161,6 +161,34 @@ def test_interactive_sweep_updates_image():
         plotting.interactive_sweep(decode, 4, value_range=(1, -1))
 
 
+def test_interactive_sweep_static_fallback():
+    """Displayed, the sweep offers the widget and an HTML fallback (the starting image and a
+    note) that the static book shows; moving a slider leaves the fallback at the start."""
+    import base64
+    import re
+
+    pytest.importorskip("ipywidgets")
+    formatters = pytest.importorskip("IPython.core.formatters")
+    decode = toy_decoder()
+    ui = plotting.interactive_sweep(decode, 4, units=[1, 3], base=torch.tensor([0, 0.5, 0, 2.0]))
+    start = ui.image.value
+    bundle, _ = formatters.DisplayFormatter().format(ui)
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    page = bundle["text/html"]
+    assert page == ui.static_html
+    (data,) = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert base64.b64decode(data) == start
+    assert "kernel" in page and "Colab" in page
+    assert "z[1] = 0.50, z[3] = 2.00" in page
+    ui.sliders[0].value = -1.0
+    assert ui.image.value != start and ui.static_html == page
+    note = 'Needs a kernel: <a href="https://example.org/nb">open it</a>; figure 3 is static.'
+    custom = plotting.interactive_sweep(decode, 4, static_note=note)
+    assert note in custom._repr_mimebundle_()["text/html"]
+    with pytest.raises(TypeError, match="static_note"):
+        plotting.interactive_sweep(decode, 4, static_note=3)
+
+
 def test_activity_bars():
     act = torch.tensor([0.5, 0.001, 0.3, 0.0, 0.2])
     fig = plotting.activity_bars(act, threshold=0.01)
