@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-__all__ = ["duration_words", "join_words", "power_of_ten"]
+__all__ = ["duration_words", "join_words", "ordinal", "power_of_ten"]
 
 _SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -40,3 +40,11 @@ def join_words(items: Iterable[object], conjunction: str = "and") -> str:
     if len(words) == 1:
         return words[0]
     return ", ".join(words[:-1]) + f" {conjunction} " + words[-1]
+
+
+def ordinal(n: int) -> str:
+    """``1 -> '1st'``, ``2 -> '2nd'``, ``11 -> '11th'``, ``23 -> '23rd'``."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from entropic_ae.prose import duration_words, join_words, power_of_ten
+from entropic_ae.prose import duration_words, join_words, ordinal, power_of_ten
 
 
 def test_power_of_ten():
@@ -27,3 +27,10 @@ def test_join_words():
     assert join_words([3]) == "3"
     assert join_words(["a", "b"]) == "a and b"
     assert join_words([1, 2, 3], "or") == "1, 2 or 3"
+
+
+def test_ordinals():
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+    with pytest.raises(TypeError):
+        ordinal(1.0)

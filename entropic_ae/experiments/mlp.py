@@ -58,7 +58,8 @@ from entropic_ae.paths import (
 )
 from entropic_ae.training import set_seed, train
 
-__all__ = ["OBJECTIVES", "OPTIMIZERS", "fit", "measure", "unit_table", "width_goal"]
+__all__ = ["LAYER_COLUMNS", "OBJECTIVES", "OPTIMIZERS", "bottleneck_goal", "carrier_table", "fit",
+           "layer_rows", "measure", "unit_table", "width_goal"]
 
 OBJECTIVES = ("plain", "compactifier", "compactifier-data", "path", "path-data")
 OPTIMIZERS = ("adam", "decoupled", "sgd")
@@ -276,3 +277,82 @@ def width_goal(pruned: pd.DataFrame, hand: pd.DataFrame, tolerance: float = 0.05
                         "runs": int(best["count"]), "gap": gap, "met": bool(gap <= tolerance)})
         rows.append(row)
     return pd.DataFrame(rows).set_index("k")
+
+
+@torch.no_grad()
+def carrier_table(model: MLPAutoencoder, x: torch.Tensor, threshold: float = 0.01
+                  ) -> pd.DataFrame:
+    """The *carriers* of the weight path mass: for every hidden layer, its node with the largest
+    share of the mass (:func:`entropic_ae.paths.node_path_marginals`), that share, the
+    fraction of the inputs ``x`` on which the node fires, how large its summed incoming and
+    outgoing weights are against the layer's median, and the relative rise of the
+    reconstruction error when it is set to its mean (next to the median rise for the layer's
+    other active units, those above ``threshold``)."""
+    ws, bs = linear_params(model)
+    marginals = [m.cpu() for m in node_path_marginals(ws, bs)]
+    outputs = [h.cpu() for h in model.layer_outputs(x)]
+    rows = []
+    for l in range(1, model.num_layers):
+        top = int(marginals[l].argmax())
+        w_in, w_out = ws[l - 1].abs().sum(1).cpu(), ws[l].abs().sum(0).cpu()
+        rise = unit_ablation(lambda v, l=l: model.encode(v, l),
+                             lambda h, l=l: model.decode_from(h, l), x).cpu()
+        others = [float(rise[u]) for u in range(len(rise)) if u != top and rise[u] > threshold]
+        rows.append({"layer": l, "carrier": top,
+                     "share of the path mass": float(marginals[l][top]),
+                     "fires on": float((outputs[l][:, top] > 0).float().mean()),
+                     "Σ|W| in ÷ median": float(w_in[top] / w_in.median()),
+                     "Σ|W| out ÷ median": float(w_out[top] / w_out.median()),
+                     "error rise, carrier at its mean": float(rise[top]),
+                     "error rise, other active units (median)":
+                         float(torch.tensor(others).median()) if others else math.nan})
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def bottleneck_goal(data_rows: pd.DataFrame, hand_mse: float, inner: list[int],
+                    nodes_within: float = 1.0, ratio: float = 2.0, mse_within: float = 0.10
+                    ) -> dict[str, Any]:
+    """Whether the data-dependent path entropy formed one bottleneck that carries the signal.
+
+    ``data_rows`` has one row per (seed, layer) with ``layer``, ``data_effective_nodes``,
+    ``active_units`` and ``test_mse``; the means over the seeds decide. The bottleneck is the
+    inner layer with the fewest effective nodes; the goal holds when its effective nodes are
+    within ``nodes_within`` of its active units, every other inner layer has at least
+    ``ratio`` times as many effective nodes, and the test MSE is within ``mse_within`` of
+    ``hand_mse`` (the hand-sized network with that bottleneck)."""
+    means = data_rows.groupby("layer")[["data_effective_nodes", "active_units",
+                                        "test_mse"]].mean()
+    inside = means.loc[inner]
+    layer = int(inside["data_effective_nodes"].idxmin())
+    nodes = float(inside.loc[layer, "data_effective_nodes"])
+    active = float(inside.loc[layer, "active_units"])
+    others = inside.drop(index=layer)["data_effective_nodes"]
+    mse = float(means["test_mse"].iloc[0])
+    checks = {"carries the signal": abs(nodes - active) <= nodes_within,
+              "the only narrow layer": bool((others >= ratio * nodes).all()),
+              "reconstructs as well": mse <= (1 + mse_within) * hand_mse}
+    return {"layer": layer, "effective_nodes": nodes, "active_units": active,
+            "others_min": float(others.min()), "test_mse": mse, "hand_mse": hand_mse,
+            **checks, "met": all(checks.values())}
+
+
+#: The per-layer measurements of an mlp run (lists aligned with its ``layers``).
+LAYER_COLUMNS = ("widths", "active_units", "active_units_variance", "effective_nodes",
+                 "data_effective_nodes", "carrier_fires")
+
+
+def layer_rows(table: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """An mlp grid's table (one row per run, per-layer measurements as lists) as one row per
+    run and layer: columns ``layer``, ``width`` and the measurements of :data:`LAYER_COLUMNS`
+    (scalars), the run's ``seed`` and ``test_mse``, and the columns named in ``keep``."""
+    missing = [c for c in ("layers", *LAYER_COLUMNS) if c not in table.columns]
+    if missing:
+        raise ValueError(f"the table lacks {missing}; is it an mlp grid's table?")
+    rows = []
+    for _, run in table.iterrows():
+        for i, layer in enumerate(run["layers"]):
+            row = {k: run[k] for k in ("seed", *keep)}
+            row.update({"layer": layer, "width": run["widths"][i], "test_mse": run["test_mse"]})
+            row.update({c: run[c][i] for c in LAYER_COLUMNS if c != "widths"})
+            rows.append(row)
+    return pd.DataFrame(rows)
