@@ -91,3 +91,34 @@ def test_chapter_smoke_run(nb, record_property):
     seconds = time.perf_counter() - start
     record_property("seconds", round(seconds, 1))
     print(f"{nb.name}: smoke run in {seconds:.1f} s")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=ids)
+def test_every_parameter_has_a_spec_and_the_defaults_and_smoke_values_pass(nb):
+    from entropic_ae.parameters import SCHEMAS, check_parameters
+
+    defaults = parameters(nb)
+    assert nb.stem in SCHEMAS, f"no parameter schema for {nb.stem} in entropic_ae.parameters"
+    assert set(SCHEMAS[nb.stem]) == set(defaults), (
+        f"{nb.name}: parameters without a spec {sorted(set(defaults) - set(SCHEMAS[nb.stem]))}, "
+        f"specs without a parameter {sorted(set(SCHEMAS[nb.stem]) - set(defaults))}")
+    check_parameters(nb.stem, defaults)
+    smoke = yaml.safe_load((SMOKE / f"{nb.stem}.yaml").read_text()) or {}
+    check_parameters(nb.stem, {**defaults, **smoke})
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=ids)
+def test_chapters_stay_thin(nb):
+    """No helpers defined in a chapter and no code cell over 40 lines (CONTRIBUTING.md)."""
+    for i, cell in enumerate(code_cells(nb)):
+        source = "".join(cell["source"])
+        assert len(source.splitlines()) <= 40, f"{nb.name}: code cell {i} has more than 40 lines"
+        assert not any(line.startswith(("def ", "class ")) for line in source.splitlines()), (
+            f"{nb.name}: code cell {i} defines a function or class; it belongs in the package")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=ids)
+def test_setup_cell_checks_the_parameters_first(nb):
+    cells = code_cells(nb)
+    setup = next(c for c in cells[1:] if "remove-cell" not in c.get("metadata", {}).get("tags", []))
+    assert f'check_parameters("{nb.stem}", globals())' in "".join(setup["source"])
