@@ -238,6 +238,15 @@ def _entropy_and_grad(a: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torc
     return h, grad
 
 
+def _fused_order(alpha: float, reference: str) -> float:
+    """The order for a fused loss: ``0 < alpha < inf`` (1 within the Shannon tolerance)."""
+    alpha = _check_order(alpha)
+    if alpha == 0 or math.isinf(alpha):
+        raise ValueError(f"the fused loss needs 0 < alpha < inf (its gradient is 0 or a "
+                         f"subgradient otherwise), got {alpha}; use {reference}")
+    return 1.0 if abs(alpha - 1.0) < SHANNON_ORDER_TOLERANCE else alpha
+
+
 class _FusedCompactifier(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w_in, b_in, w_out, variant, alpha):  # type: ignore[override]
@@ -289,12 +298,7 @@ def fused_layer_compactifier_loss(into: nn.Linear, out_of: nn.Linear, variant: s
     if out_of.in_features != into.out_features:
         raise ValueError(f"layers do not chain: 'into' has {into.out_features} outputs but "
                          f"'out_of' has {out_of.in_features} inputs")
-    alpha = _check_order(alpha)
-    if alpha == 0 or math.isinf(alpha):
-        raise ValueError(f"the fused loss needs 0 < alpha < inf (its gradient is 0 or a "
-                         f"subgradient otherwise), got {alpha}; use layer_compactifier_loss")
-    if abs(alpha - 1.0) < SHANNON_ORDER_TOLERANCE:
-        alpha = 1.0
+    alpha = _fused_order(alpha, "layer_compactifier_loss")
     return _FusedCompactifier.apply(into.weight, into.bias, out_of.weight, variant, alpha)
 
 
@@ -404,10 +408,5 @@ def fused_data_compactifier_loss(h: torch.Tensor, out_of: nn.Linear,
         raise TypeError("out_of must be an nn.Linear; for (weight, bias) tuples use "
                         "data_compactifier_loss")
     _check_codes(h, out_of.weight)
-    alpha = _check_order(alpha)
-    if alpha == 0 or math.isinf(alpha):
-        raise ValueError(f"the fused loss needs 0 < alpha < inf (its gradient is 0 or a "
-                         f"subgradient otherwise), got {alpha}; use data_compactifier_loss")
-    if abs(alpha - 1.0) < SHANNON_ORDER_TOLERANCE:
-        alpha = 1.0
+    alpha = _fused_order(alpha, "data_compactifier_loss")
     return _FusedDataCompactifier.apply(h, out_of.weight, alpha)

@@ -184,6 +184,18 @@ class PathStr(Spec):
         return value
 
 
+def _literal(value: Any, spec: Spec, example: str) -> Any:
+    """A string read as a Python literal (how papermill's ``-p`` delivers lists and dicts);
+    anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise ParameterError(f"must be {spec.describe()}; this string is not a Python literal "
+                             f"such as {example}") from None
+
+
 class ListOf(Spec):
     """A list (or tuple) of at least ``min_len`` items, each satisfying ``item``; returned as a
     list. A string is first read as a Python literal (``ast.literal_eval``), which is how
@@ -200,12 +212,7 @@ class ListOf(Spec):
         return f"{size}, each item {self.item.describe()}"
 
     def clean(self, value: Any) -> list[Any]:
-        if isinstance(value, str):
-            try:
-                value = ast.literal_eval(value)
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                raise ParameterError(f"must be {self.describe()}; this string is not a Python "
-                                     "literal such as '[1, 2]'") from None
+        value = _literal(value, self, "'[1, 2]'")
         if not isinstance(value, (list, tuple)) or len(value) < self.min_len:
             raise self._fail()
         cleaned, problems = [], []
@@ -255,12 +262,7 @@ class MappingOf(Spec):
                 f"values {self.values.describe()}")
 
     def clean(self, value: Any) -> dict[Any, Any]:
-        if isinstance(value, str):
-            try:
-                value = ast.literal_eval(value)
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                raise ParameterError(f"must be {self.describe()}; this string is not a Python "
-                                     "literal such as \"{'a': 1}\"") from None
+        value = _literal(value, self, "\"{'a': 1}\"")
         if not isinstance(value, Mapping) or len(value) < self.min_len:
             raise self._fail()
         cleaned, problems = {}, []
