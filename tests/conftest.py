@@ -4,16 +4,16 @@ import struct
 
 import numpy as np
 import pytest
-import torch
+
+from entropic_ae.timing import threads
 
 
 @pytest.fixture
 def one_thread():
-    """Run a test on one torch thread: as fast for tiny tensors, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """Run a test on one torch thread: as fast for tiny tensors, and immune to a busy machine
+    (the package's own :func:`entropic_ae.timing.threads`)."""
+    with threads(1):
+        yield
 
 
 @pytest.fixture
