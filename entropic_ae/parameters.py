@@ -379,6 +379,8 @@ SCHEMAS: dict[str, Mapping[str, Spec]] = {
         "latent_dims": MappingOf(Choice(*_DATASETS), Int(min=1)),
         "beta": Float(ge=0),
         "betas": ListOf(Float(ge=0), min_len=0),
+        "eae_decoder_l2": Optional(Float(gt=0)),
+        "eae_spectral_norm": Bool(),
         "width_study_dims": ListOf(Int(min=1), min_len=2),
         "width_study_widths": ListOf(Float(gt=0)),
         "n_samples": Int(min=2),

@@ -107,6 +107,23 @@ def test_every_parameter_has_a_spec_and_the_defaults_and_smoke_values_pass(nb):
     check_parameters(nb.stem, {**defaults, **smoke})
 
 
+PRESETS = sorted((ROOT / "notebooks" / "params" / "paper").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_paper_presets_name_only_parameters_of_their_chapter_and_pass_its_schema(preset):
+    from entropic_ae.parameters import check_parameters
+
+    chapter = next((nb for nb in NOTEBOOKS if preset.stem.startswith(nb.stem[:3])), None)
+    assert chapter is not None, f"{preset.name}: no chapter numbered {preset.stem[:2]}"
+    defaults = parameters(chapter)
+    values = yaml.safe_load(preset.read_text())
+    unknown = sorted(set(values) - set(defaults))
+    assert not unknown, f"{preset.name}: not parameters of {chapter.name}: {unknown}"
+    assert f"-f notebooks/params/paper/{preset.name}" in preset.read_text(), "its own run command"
+    check_parameters(chapter.stem, {**defaults, **values})
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=ids)
 def test_chapters_stay_thin(nb):
     """No helpers defined in a chapter and no code cell over 40 lines (CONTRIBUTING.md)."""
