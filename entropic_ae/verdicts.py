@@ -129,13 +129,27 @@ def verdict_phrase(verdict: str) -> str:
     return "is undecided" if verdict == UNDECIDED else verdict
 
 
-def claim_sentence(row: Mapping[str, Any], digits: int = 1) -> str:
-    """One claims-table row as a sentence: ``'"EAE beats VAE" on mnist holds (difference
-    41.2, threshold 8.5).'``"""
+def _figure(x: float, digits: int) -> str:
+    """``x`` with ``digits`` significant digits, without an exponent for everyday sizes."""
+    x = float(x)
+    return f"{x:.0f}" if abs(x) >= 10 ** digits else f"{x:.{digits}g}"
+
+
+def claim_sentence(row: Mapping[str, Any], digits: int = 3) -> str:
+    """One claims-table row as a sentence, numbers to ``digits`` significant digits:
+    ``'"EAE beats VAE" on mnist holds (262 against 487: a difference of 226 in its favour,
+    threshold 172).'`` The means are left out when the row has no ``mean_better`` and
+    ``mean_worse``; a negative effect reads "against it"."""
     where = f" on {row['dataset']}" if row.get("dataset") else ""
-    return (f"\u201c{row['claim']}\u201d{where} {verdict_phrase(row['verdict'])} "
-            f"(difference {row['effect']:.{digits}f} in its favour, threshold "
-            f"{row['spread']:.{digits}f}).")
+    effect = float(row["effect"])
+    side = "in its favour" if effect >= 0 else "against it"
+    means = ""
+    if row.get("mean_better") is not None and row.get("mean_worse") is not None:
+        better, worse = (_figure(row[k], digits) for k in ("mean_better", "mean_worse"))
+        means = f"{better} against {worse}: "
+    return (f"\u201c{row['claim']}\u201d{where} {verdict_phrase(row['verdict'])} ({means}a "
+            f"difference of {_figure(abs(effect), digits)} {side}, threshold "
+            f"{_figure(row['spread'], digits)}).")
 
 
 def summarise(claims: pd.DataFrame, subject: str) -> str:

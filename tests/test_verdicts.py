@@ -68,8 +68,14 @@ def test_sentences_for_every_verdict(verdict, phrase):
     row = {"claim": "EAE beats VAE", "dataset": "mnist", "verdict": verdict, "effect": 4.04,
            "spread": 2.0}
     assert verdict_phrase(verdict) == phrase
-    assert claim_sentence(row) == (f"\u201cEAE beats VAE\u201d on mnist {phrase} (difference "
-                                   "4.0 in its favour, threshold 2.0).")
+    assert claim_sentence(row) == (f"\u201cEAE beats VAE\u201d on mnist {phrase} (a difference "
+                                   "of 4.04 in its favour, threshold 2).")
+    row.update(effect=-0.00039, spread=0.000914, mean_better=0.02702, mean_worse=0.024212)
+    assert claim_sentence(row) == (f"\u201cEAE beats VAE\u201d on mnist {phrase} (0.027 against "
+                                   "0.0242: a difference of 0.00039 against it, threshold "
+                                   "0.000914).")
+    row.update(effect=12345.6, spread=2.5e-6)
+    assert "a difference of 12346 in its favour, threshold 2.5e-06)" in claim_sentence(row)
     with pytest.raises(ValueError):
         verdict_phrase("maybe")
 
