@@ -39,10 +39,10 @@ from entropic_ae.models.lenet import feature_network
 from entropic_ae.models.zoo import CONV_MODEL_NAMES, CV_VAE_SIGMA, build_conv_model
 from entropic_ae.sampling import decode, encode, fit_gmm, sample_gmm, sample_normal
 from entropic_ae.training import set_seed, train
-from entropic_ae.verdicts import claim_row, decide
+from entropic_ae.verdicts import HOLDS, NOT_HOLDS, claim_row, decide
 
 __all__ = ["SAMPLERS", "fit", "measure", "paper_claims", "posterior_codes", "prior_codes",
-           "sampler_rows"]
+           "sampler_rows", "surrogate_lesson"]
 
 
 def _spec(config: RunConfig, shape: tuple[int, int, int]):
@@ -241,9 +241,9 @@ def _claims_for(rows: pd.DataFrame, dataset: str, models: Sequence[str]
         mb = here[(here["model"] == "EAE-MB") & (here["sampler"] == "N(0,I)")]
         eae = here[(here["model"] == "EAE") & (here["sampler"] == "N(0,I)")]
         d = decide(mb["recon_mse"], 1.1 * eae["recon_mse"].to_numpy())
-        out.append({"claim": "EAE-MB reconstructs within 10 % of EAE", "dataset": dataset,
-                    "verdict": d.verdict, "effect": d.effect, "spread": d.spread,
-                    "mean_better": d.mean_a, "mean_worse": d.mean_b / 1.1,
+        out.append({"claim": "EAE-MB's reconstruction error below 1.1 × EAE's",
+                    "dataset": dataset, "verdict": d.verdict, "effect": d.effect,
+                    "spread": d.spread, "mean_better": d.mean_a, "mean_worse": d.mean_b,
                     "seeds": min(d.n_a, d.n_b)})
     return out
 
@@ -258,3 +258,42 @@ def paper_claims(rows: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
               for c in _claims_for(rows, dataset, models)]
     return pd.DataFrame(claims, columns=["claim", "dataset", "verdict", "effect", "spread",
                                          "mean_better", "mean_worse", "seeds"])
+
+
+def _mean_kl(rows: pd.DataFrame, dataset: str, model: str) -> float:
+    here = rows[(rows["dataset"] == dataset) & (rows["model"] == model)
+                & (rows["sampler"] == SAMPLERS["normal"])]
+    return float(here["kl_to_normal"].mean())
+
+
+def surrogate_lesson(rows: pd.DataFrame, claims: pd.DataFrame) -> str:
+    """What the EAE-MB comparison says about the paper's mechanism, as a Markdown paragraph
+    written from the claims (:func:`paper_claims`) and the mean calibrated KL of the codes of
+    BN-AE, EAE and EAE-MB per dataset (``rows``: :func:`sampler_rows` of the main grid)."""
+    mb = claims[claims["claim"] == "EAE-MB codes closer to N(0,I) than EAE codes"]
+    eae = claims[claims["claim"] == "EAE codes closer to N(0,I) than BN-AE codes"]
+    if mb.empty or eae.empty:
+        return "The grid lacks BN-AE, EAE or EAE-MB, so the surrogate cannot be judged here."
+    datasets = list(mb["dataset"])
+    numbers = "; ".join(
+        f"{d}: {_mean_kl(rows, d, 'BN-AE'):.2f}, {_mean_kl(rows, d, 'EAE'):.2f} and "
+        f"{_mean_kl(rows, d, 'EAE-MB'):.2f} nats" for d in datasets)
+    head = (f"Mean calibrated KL of the codes to N(0, I) for BN-AE, EAE and EAE-MB ({numbers}). ")
+    eae_works = set(eae["verdict"]) == {HOLDS}
+    verdicts = set(mb["verdict"])
+    if verdicts == {NOT_HOLDS} and eae_works:
+        return head + (
+            "The paper's term, blind to shape among batches with the same moments, still makes "
+            "the codes far more Gaussian than no term at all, and more so than the surrogate "
+            "that ranks such batches correctly. The codes it works on are not near-Gaussian "
+            "batches whose shape must be judged: without the term they crowd onto a few "
+            "directions, nearest-neighbour distances do see that, and pushing the codes apart "
+            "removes it. What the paper's estimator contributes in training is this repulsion, "
+            "not an accurate entropy; the surrogate, which judges one-dimensional marginals "
+            "along $d$ random directions per step, pushes less hard against crowding at this "
+            "training budget.")
+    if verdicts == {HOLDS}:
+        return head + ("The surrogate's correct ranking of batches carries over to training: "
+                       "its codes end up closer to N(0, I) than those of the paper's term.")
+    return head + ("The comparison of the two entropy terms is mixed or undecided at this "
+                   "scale; neither term is shown to give the more Gaussian codes.")
