@@ -85,5 +85,6 @@ def test_layer_rows_explode_the_per_layer_lists():
     assert len(rows) == 4 and list(rows["layer"]) == [1, 2, 1, 2]
     assert rows.loc[3, "active_units"] == 4 and rows.loc[3, "width"] == 4
     assert rows.loc[2, "test_mse"] == 0.1 and rows.loc[0, "model"] == "m"
+    assert layer_rows(table, keep=("optimizer",))["optimizer"].isna().all(), "an option not set"
     with pytest.raises(ValueError, match="mlp grid"):
         layer_rows(table.drop(columns=["layers"]))

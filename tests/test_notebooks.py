@@ -107,11 +107,12 @@ def test_every_parameter_has_a_spec_and_the_defaults_and_smoke_values_pass(nb):
     check_parameters(nb.stem, {**defaults, **smoke})
 
 
-PRESETS = sorted((ROOT / "notebooks" / "params" / "paper").glob("*.yaml"))
+PRESETS = sorted(p for p in (ROOT / "notebooks" / "params").glob("*/*.yaml")
+                 if p.parent.name != "smoke")
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
-def test_paper_presets_name_only_parameters_of_their_chapter_and_pass_its_schema(preset):
+def test_presets_name_only_parameters_of_their_chapter_and_pass_its_schema(preset):
     from entropic_ae.parameters import check_parameters
 
     chapter = next((nb for nb in NOTEBOOKS if preset.stem.startswith(nb.stem[:3])), None)
@@ -120,7 +121,8 @@ def test_paper_presets_name_only_parameters_of_their_chapter_and_pass_its_schema
     values = yaml.safe_load(preset.read_text())
     unknown = sorted(set(values) - set(defaults))
     assert not unknown, f"{preset.name}: not parameters of {chapter.name}: {unknown}"
-    assert f"-f notebooks/params/paper/{preset.name}" in preset.read_text(), "its own run command"
+    own = f"-f notebooks/params/{preset.parent.name}/{preset.name}"
+    assert own in preset.read_text(), f"{preset.name} shows its own run command ({own})"
     check_parameters(chapter.stem, {**defaults, **values})
 
 

@@ -344,14 +344,15 @@ LAYER_COLUMNS = ("widths", "active_units", "active_units_variance", "effective_n
 def layer_rows(table: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """An mlp grid's table (one row per run, per-layer measurements as lists) as one row per
     run and layer: columns ``layer``, ``width`` and the measurements of :data:`LAYER_COLUMNS`
-    (scalars), the run's ``seed`` and ``test_mse``, and the columns named in ``keep``."""
+    (scalars), the run's ``seed`` and ``test_mse``, and the columns named in ``keep`` (None
+    where the table has no such column: an option that no run of the grid set)."""
     missing = [c for c in ("layers", *LAYER_COLUMNS) if c not in table.columns]
     if missing:
         raise ValueError(f"the table lacks {missing}; is it an mlp grid's table?")
     rows = []
     for _, run in table.iterrows():
         for i, layer in enumerate(run["layers"]):
-            row = {k: run[k] for k in ("seed", *keep)}
+            row = {k: run.get(k) for k in ("seed", *keep)}
             row.update({"layer": layer, "width": run["widths"][i], "test_mse": run["test_mse"]})
             row.update({c: run[c][i] for c in LAYER_COLUMNS if c != "widths"})
             rows.append(row)
