@@ -2,7 +2,7 @@
 
 import pytest
 
-from entropic_ae.prose import duration_words, join_words, ordinal, power_of_ten
+from entropic_ae.prose import duration_words, extra_cost, join_words, ordinal, power_of_ten
 
 
 def test_power_of_ten():
@@ -34,3 +34,14 @@ def test_ordinals():
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
     with pytest.raises(TypeError):
         ordinal(1.0)
+
+
+def test_extra_cost_never_reports_noise_as_a_saving():
+    assert extra_cost(1.13, 1.0) == "13 %"
+    assert extra_cost(0.97, 1.0) == "under 5 % (within timing noise)"
+    assert extra_cost(1.04, 1.0, resolution=0.02) == "4 %"
+    for bad in ((0.0, 1.0), (1.0, float("nan")), (1.0, True)):
+        with pytest.raises(ValueError, match="positive finite"):
+            extra_cost(*bad)
+    with pytest.raises(ValueError, match="resolution"):
+        extra_cost(1.0, 1.0, resolution=5)
