@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KINDS",
     "PRODUCT_KINDS",
+    "batch_normalise",
     "coordinate_entropy",
     "entropy",
     "estimator_study",
@@ -234,10 +235,25 @@ def sample(kind: str, n: int, d: int, *, seed: int = 0, dtype: torch.dtype = tor
     return torch.from_numpy(x).to(dtype)
 
 
-def _batch_normalise(z: torch.Tensor) -> torch.Tensor:
-    """Each column to mean 0 and (biased, as batch norm computes it) variance 1."""
+def batch_normalise(z: torch.Tensor) -> torch.Tensor:
+    r"""Each column of ``z`` (N × d) to mean 0 and biased variance 1, what a batch norm without
+    affine parameters does in training mode:
+    :math:`\hat z_{ij} = (z_{ij} - \bar z_j) / \sqrt{\tfrac1N \sum_i (z_{ij} - \bar z_j)^2}`.
+
+    Differentiable. Unlike ``torch.nn.BatchNorm1d`` on the CPU, whose reductions split the
+    batch across threads, the result does not depend on the number of torch threads, so an
+    optimisation through it gives the same numbers on every machine.
+    """
+    if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.dim() != 2:
+        raise TypeError("z must be a floating-point torch.Tensor of shape (N, d), got "
+                        f"{type(z).__name__} {tuple(getattr(z, 'shape', ()))}")
+    if z.shape[0] < 2:
+        raise ValueError(f"need at least 2 rows to standardise, got {z.shape[0]}")
     centred = z - z.mean(0)
-    return centred / centred.pow(2).mean(0).sqrt()
+    scale = centred.pow(2).mean(0).sqrt()
+    if not bool((scale > 0).all()):
+        raise ValueError("a column of z is constant; it has no variance to normalise")
+    return centred / scale
 
 
 def estimator_study(estimator: Callable[[torch.Tensor], torch.Tensor | float], *,
@@ -280,7 +296,7 @@ def estimator_study(estimator: Callable[[torch.Tensor], torch.Tensor | float], *
                     z = sample(kind, b, d, seed=int(state.generate_state(1)[0]), dtype=dtype,
                                m=m)
                     if batch_norm:
-                        z = _batch_normalise(z)
+                        z = batch_normalise(z)
                     with torch.no_grad():
                         value = estimator(z)
                     value = float(value)

@@ -229,3 +229,40 @@ def test_random_layers_shapes_zeros_and_determinism():
     assert 0.4 < (sparse[0] == 0).double().mean() < 0.6
     with pytest.raises(ValueError):
         syn.random_layers([3])
+
+
+def test_batch_normalise_matches_a_batch_norm_without_affine_parameters():
+    z = torch.randn(300, 5, dtype=torch.float64) * 3 + 7
+    norm = torch.nn.BatchNorm1d(5, affine=False, track_running_stats=False, eps=1e-300).double()
+    out = syn.batch_normalise(z)
+    torch.testing.assert_close(out, norm(z), rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.mean(0), torch.zeros(5, dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.pow(2).mean(0), torch.ones(5, dtype=torch.float64), rtol=0,
+                               atol=1e-12)
+
+
+def test_batch_normalise_gives_the_same_bits_and_gradients_with_one_or_two_threads():
+    from entropic_ae.estimators import kozachenko_leonenko
+    from entropic_ae.timing import threads
+
+    z = torch.randn(500, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    results = []
+    for n in (1, 2):
+        with threads(n):
+            x = z.clone().requires_grad_(True)
+            h = kozachenko_leonenko(syn.batch_normalise(x))
+            h.backward()
+            results.append((h.detach(), x.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (torch.ones(4, 2, dtype=torch.int64), TypeError, "floating-point"),
+    (torch.ones(4), TypeError, r"shape \(N, d\)"),
+    (torch.ones(1, 3), ValueError, "at least 2 rows"),
+    (torch.tensor([[1.0, 2.0], [1.0, 3.0]]), ValueError, "constant"),
+])
+def test_batch_normalise_rejects_what_it_cannot_normalise(bad, error, match):
+    with pytest.raises(error, match=match):
+        syn.batch_normalise(bad)
