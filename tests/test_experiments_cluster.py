@@ -59,16 +59,19 @@ def test_a_failing_config_is_reported_and_the_rest_completes(tmp_path, client):
 def test_a_killed_worker_loses_nothing_and_the_rerun_finishes(tmp_path, client):
     victim = TOY.replace(seed=9, options={"fault": f"kill-once:{tmp_path / 'killed'}"})
     configs = [*grid(TOY, seed=[10, 11, 12]), victim]
-    with pytest.warns(UserWarning, match="1 of 4 runs failed"):
+    # Dask may have queued one more run on the victim's worker; its death fails that run too.
+    with pytest.warns(UserWarning, match="[12] of 4 runs failed"):
         first = run_grid(configs, client, cache_dir=tmp_path / "cache", errors="report",
                          progress=False)
     assert (tmp_path / "killed").exists()
-    assert first["error"].notna().tolist() == [False, False, False, True]
-    assert "KilledWorker" in first["error"].iloc[3]
+    failed = first["error"].notna()
+    assert failed.iloc[3] and failed.sum() <= 2
+    assert first["error"][failed].str.contains("KilledWorker").all()
     again = run_grid(configs, client, cache_dir=tmp_path / "cache", progress=False)
-    assert again["cached"].tolist() == [True, True, True, False]
+    assert again["cached"].tolist() == (~failed).tolist()  # every finished run was kept
     assert again["error"].isna().all()
-    assert again[COLUMNS].iloc[:3].equals(first[COLUMNS].iloc[:3])
+    done = ~failed.to_numpy()
+    assert again[COLUMNS][done].equals(first[COLUMNS][done])
 
 
 def test_a_cached_grid_needs_no_cluster(tmp_path):
