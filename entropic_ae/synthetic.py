@@ -242,7 +242,7 @@ def batch_normalise(z: torch.Tensor) -> torch.Tensor:
 
     Differentiable. Unlike ``torch.nn.BatchNorm1d`` on the CPU, whose reductions split the
     batch across threads, the result does not depend on the number of torch threads, so an
-    optimisation through it gives the same numbers on every machine.
+    optimisation through it gives the same numbers whatever the thread count.
     """
     if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.dim() != 2:
         raise TypeError("z must be a floating-point torch.Tensor of shape (N, d), got "
