@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from entropic_ae._checks import is_real
+
 __all__ = ["duration_words", "extra_cost", "join_words", "ordinal", "power_of_ten"]
 
 _SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -56,11 +58,9 @@ def extra_cost(seconds: float, baseline: float, resolution: float = 0.05) -> str
     shared machine) ``'under 5 % (within timing noise)'``, so that noise never reads as a
     saving."""
     for name, value in (("seconds", seconds), ("baseline", baseline)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or \
-                not math.isfinite(value) or value <= 0:
+        if not is_real(value) or not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    if isinstance(resolution, bool) or not isinstance(resolution, int | float) or \
-            not 0 < resolution < 1:
+    if not is_real(resolution) or not 0 < resolution < 1:
         raise ValueError(f"resolution must be a fraction in (0, 1), got {resolution!r}")
     extra = seconds / baseline - 1
     if extra < resolution:
