@@ -157,18 +157,20 @@ def sweep(notebook: str | os.PathLike, out: str | os.PathLike,
                               "failed": {}}
     if todo:
         client = _client(scheduler, workers)
-        futures = {client.submit(execute, str(notebook), str(f), p, pure=False): f
+        futures = {client.submit(execute, str(notebook), str(f), p, pure=False): (f, p)
                    for _, f, p in todo}
         from distributed import as_completed
 
         with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=notebook.stem,
                   unit="run", disable=not progress) as bar:
             for future in as_completed(futures, loop=client.loop):
-                folder = futures[future]
+                folder, params = futures[future]
                 try:
                     outcome = future.result()
                 except Exception as err:  # noqa: BLE001 - a killed worker, say
-                    outcome = {"ok": False, "error": f"{type(err).__name__}: {err}"}
+                    # A worker can die after the run wrote .done but before Dask heard of it.
+                    outcome = ({"ok": True} if _finished(folder, params) else
+                               {"ok": False, "error": f"{type(err).__name__}: {err}"})
                 if outcome["ok"]:
                     report["ran"].append(str(folder))
                 else:

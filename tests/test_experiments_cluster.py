@@ -59,9 +59,8 @@ def test_a_failing_config_is_reported_and_the_rest_completes(tmp_path, client):
 def test_a_killed_worker_loses_nothing_and_the_rerun_finishes(tmp_path, client):
     victim = TOY.replace(seed=9, options={"fault": f"kill-once:{tmp_path / 'killed'}"})
     configs = [*grid(TOY, seed=[10, 11, 12]), victim]
-    # The victim's death can fail one more run: one Dask had queued on that worker, or one
-    # that had just finished there while its "finished" message still sat in the worker's
-    # send buffer. A run of the second kind wrote its cache entry before it died.
+    # The victim's death can fail one more run: one Dask had queued on that worker. (One that
+    # had finished there, its "finished" message unsent, is recovered from the cache.)
     with pytest.warns(UserWarning, match="[12] of 4 runs failed"):
         first = run_grid(configs, client, cache_dir=tmp_path / "cache", errors="report",
                          progress=False)
@@ -78,6 +77,18 @@ def test_a_killed_worker_loses_nothing_and_the_rerun_finishes(tmp_path, client):
     # Whatever the cache held after the crash, cached or retrained, equals a clean run.
     clean = run_grid(configs[:3], "serial", cache_dir=tmp_path / "clean", progress=False)
     assert again["mse"].iloc[:3].tolist() == clean["mse"].tolist()
+
+
+def test_a_lost_task_whose_run_was_stored_counts_as_finished(tmp_path):
+    from entropic_ae.experiments.cluster import _outcome_of_lost_task
+
+    lost = RuntimeError("KilledWorker: the worker died")
+    outcome = _outcome_of_lost_task(TOY, str(tmp_path), lost)
+    assert outcome == {"error": "RuntimeError: KilledWorker: the worker died"}
+    stored = run_grid([TOY], "serial", cache_dir=tmp_path, progress=False)
+    outcome = _outcome_of_lost_task(TOY, str(tmp_path), lost)
+    assert "error" not in outcome and outcome["record"]["cached"]
+    assert outcome["record"]["metrics"]["mse"] == stored["mse"].iloc[0]
 
 
 def test_a_cached_grid_needs_no_cluster(tmp_path):

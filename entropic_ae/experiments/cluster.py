@@ -260,10 +260,25 @@ def _run_on_cluster(client: Any, pending: list[RunConfig],
         try:
             outcome = future.result()
         except Exception as err:  # noqa: BLE001 - e.g. KilledWorker after repeated crashes
-            outcome = {"error": f"{type(err).__name__}: {err}"}
+            outcome = _outcome_of_lost_task(config, cache_dir, err)
         results[config.key()] = (outcome.get("record"), outcome.get("error"))
         future.release()
         bar.update(1)
+
+
+def _outcome_of_lost_task(config: RunConfig, cache_dir: str, err: Exception) -> dict[str, Any]:
+    """What became of a run whose task raised outside the run itself (its worker died).
+
+    A worker can die just after a run finished and stored its record, while the "finished"
+    message is still in the worker's send buffer; the stored record is then the run's result.
+    Otherwise the run failed with ``err``."""
+    try:
+        record = resolve_cache(cache_dir).load(config)
+    except CorruptRunError:
+        record = None
+    if record is not None:
+        return {"record": {**record, "cached": True}}
+    return {"error": f"{type(err).__name__}: {err}"}
 
 
 def _has_gpu_workers(client: Any) -> bool:
