@@ -1,31 +1,32 @@
 """Training speed on the current device: ``python -m entropic_ae.bench``.
 
-Prints, for each system of chapter 4 and each width, the training throughput (images per
-second: forward, backward and Adam step at the given batch size) and the share of a step
-taken by the entropy terms (the paper's Kozachenko–Leonenko estimate and the minibatch
-surrogate), as medians of repeated runs after a warm-up. Use it to size the paper-scale
-presets for a GPU, or to see how the chapter's budget splits on a CPU::
+Prints, for each system of chapters 4-5 and each width, the training throughput (images per
+second through the training loop's own step: loss, backward, regularisers, the same fused Adam)
+and the share of a step taken by the entropy terms, as medians of repeated blocks of steps
+after a warm-up. Each (system, width) is measured in a fresh process of its own, so a figure
+does not depend on what ran before it (allocator state, caches, thread pools)::
 
     python -m entropic_ae.bench --models EAE VAE RAE-GP --widths 0.0625 0.25 1 --batch-size 100
 
-:func:`step_seconds` and :func:`term_seconds` are the measurements, also used by the
-chapters' cost sections.
+:func:`step_seconds` and :func:`term_seconds` are the measurements, also used by the chapters'
+cost sections.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import json
+import multiprocessing
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from entropic_ae.estimators import kozachenko_leonenko, minibatch_entropy
-from entropic_ae.models.zoo import CONV_MODEL_NAMES, build_conv_model
 from entropic_ae.timing import format_seconds, median_seconds
-from entropic_ae.training import default_device
 
-__all__ = ["ENTROPY_TERMS", "main", "mlp_step_seconds", "path_term_costs", "step_seconds",
-           "term_seconds"]
+__all__ = ["ENTROPY_TERMS", "isolated", "main", "step_seconds", "term_seconds"]
 
 #: The entropy terms compared: name → function of a batch of codes.
 ENTROPY_TERMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -34,36 +35,41 @@ ENTROPY_TERMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def step_seconds(name: str, image_shape: tuple[int, int, int] = (1, 28, 28),
-                 latent_dim: int = 16, width: float = 1.0, batch_size: int = 100,
-                 device: str | torch.device | None = "auto", repeats: int = 10,
-                 seed: int = 0) -> float:
-    """Median seconds of one training step of system ``name`` (loss at its reference weights,
-    backward, Adam) on a random batch."""
+def step_seconds(config: Any, batch_size: int | None = None, device: str = "cpu",
+                 repeats: int = 7, inner: int = 20, seed: int = 0) -> float:
+    """Median seconds of one training step of ``config`` (a RunConfig): its system's model and
+    objective through :func:`entropic_ae.training`'s own step, on a random batch of
+    ``batch_size`` inputs (default: the config's), ``inner`` consecutive steps per timed block
+    (so a regulariser evaluated every k steps is averaged in)."""
+    from entropic_ae.experiments.families import image_shape
+    from entropic_ae.systems import SYSTEMS
+    from entropic_ae.training import _optimizer, _step, default_device, set_seed
+
     dev = default_device(device)
-    gen = torch.Generator().manual_seed(seed)
+    system = SYSTEMS[config.model]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        spec = build_conv_model(name, image_shape, latent_dim, width)
-    model = spec.model.to(dev).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.rand(batch_size, *image_shape, generator=gen).to(dev)
+        set_seed(seed)
+        model = system.build(config, image_shape(config)).to(dev).train()
+        x = torch.rand(batch_size or config.batch_size, *image_shape(config)).to(dev)
+    objective = system.objective(config)
+    opt = _optimizer(model, getattr(config.options, "optimizer", "adam"), config.lr)
+    counter = iter(range(10**9))
+    autocast = torch.autocast(dev.type, enabled=False)
 
     def step() -> None:
-        terms = spec.loss_fn(model, x)
-        loss = sum(spec.weights.get(k, 1.0) * v for k, v in terms.items())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        _step(model, objective.loss, x, objective.weights, opt, objective.regularisers,
+              next(counter), autocast, {})
 
-    return median_seconds(step, repeats=repeats, warmup=2, device=dev)
+    return median_seconds(step, repeats=repeats, inner=inner, warmup=3, device=dev)
 
 
 def term_seconds(fn: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 100,
-                 dim: int = 16, device: str | torch.device | None = "auto",
+                 dim: int = 16, device: str | torch.device = "cpu",
                  repeats: int = 30, seed: int = 0) -> float:
     """Median seconds of the forward and backward pass of ``fn`` on ``batch_size`` codes of
     ``dim`` dimensions."""
+    from entropic_ae.training import default_device
+
     dev = default_device(device)
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(batch_size, dim, generator=gen).to(dev).requires_grad_(True)
@@ -74,136 +80,83 @@ def term_seconds(fn: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 1
     return median_seconds(run, repeats=repeats, warmup=2, device=dev)
 
 
+def _in_child(fn: Callable[..., Any], threads: int | None, args: tuple, kwargs: dict) -> Any:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return fn(*args, **kwargs)
+
+
+def isolated(fn: Callable[..., Any], *args: Any, threads: int | None = 1, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a fresh (spawned) process with ``threads`` torch threads."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_in_child, fn, threads, args, kwargs).result()
+
+
 def _parser() -> argparse.ArgumentParser:
+    from entropic_ae.systems import CONV
+
     parser = argparse.ArgumentParser(prog="python -m entropic_ae.bench",
                                      description=__doc__.split("::")[0].strip())
     parser.add_argument("--models", nargs="+", default=["BN-AE", "EAE", "VAE", "RAE-GP"],
-                        choices=CONV_MODEL_NAMES, metavar="MODEL")
+                        choices=list(CONV), metavar="MODEL")
     parser.add_argument("--widths", nargs="+", type=float, default=[0.0625, 0.25])
     parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument("--image-size", type=int, default=28, choices=[28, 32, 64])
+    parser.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10", "celeba"])
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
     return parser
+
+
+def bench(models: Sequence[str], widths: Sequence[float], dataset: str = "mnist",
+          latent_dim: int = 16, batch_size: int = 100, device: str = "auto", repeats: int = 7,
+          threads: int | None = None) -> list[dict[str, Any]]:
+    """One row per (system, width): step seconds and images per second, each measured in a
+    fresh process."""
+    from entropic_ae.experiments import RunConfig
+    from entropic_ae.training import default_device
+
+    dev = str(default_device(device))
+    rows = []
+    for width in widths:
+        for name in models:
+            config = RunConfig.make("conv", name, dataset=dataset, batch_size=batch_size,
+                                    width=width, latent_dim=latent_dim)
+            seconds = isolated(step_seconds, config, batch_size, dev, repeats, threads=threads)
+            rows.append({"model": name, "width": width, "step_seconds": seconds,
+                         "images_per_second": batch_size / seconds})
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (see the module docstring)."""
     args = _parser().parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    from entropic_ae.training import default_device
+
     device = default_device(args.device)
-    channels = 1 if args.image_size == 28 else 3
-    shape = (channels, args.image_size, args.image_size)
-    print(f"device {device}, {torch.get_num_threads()} CPU thread(s), batch {args.batch_size}, "
-          f"images {shape}, code size {args.latent_dim}")
-    terms = {n: term_seconds(fn, args.batch_size, args.latent_dim, device, 3 * args.repeats)
-             for n, fn in ENTROPY_TERMS.items()}
+    print(f"device {device}, batch {args.batch_size}, dataset {args.dataset}, code size "
+          f"{args.latent_dim}")
+    terms = {n: isolated(term_seconds, fn, args.batch_size, args.latent_dim, str(device),
+                         threads=args.threads) for n, fn in ENTROPY_TERMS.items()}
     for name, seconds in terms.items():
         print(f"entropy term {name}: {format_seconds(seconds)} (forward + backward)")
-    print(f"{'model':8s} {'width':>7s} {'step':>10s} {'images/s':>10s} "
+    rows = bench(args.models, args.widths, args.dataset, args.latent_dim, args.batch_size,
+                 str(device), args.repeats, args.threads)
+    print(f"{'model':12s} {'width':>7s} {'step':>10s} {'images/s':>10s} "
           + " ".join(f"{n[:14]:>16s}" for n in terms))
-    for width in args.widths:
-        for name in args.models:
-            step = step_seconds(name, shape, args.latent_dim, width, args.batch_size, device,
-                                args.repeats)
-            shares = " ".join(f"{100 * t / step:15.1f}%" for t in terms.values())
-            print(f"{name:8s} {width:7.4g} {format_seconds(step):>10s} "
-                  f"{args.batch_size / step:10.0f} {shares}", flush=True)
+    for row in rows:
+        shares = " ".join(f"{100 * t / row['step_seconds']:15.1f}%" for t in terms.values())
+        print(f"{row['model']:12s} {row['width']:7.4g} {format_seconds(row['step_seconds']):>10s}"
+              f" {row['images_per_second']:10.0f} {shares}", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"device": str(device), "terms": terms, "steps": rows}, fh, indent=1)
     return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def mlp_step_seconds(loss_fn: Callable, weights: dict[str, float],
-                     layer_sizes: Sequence[int] = (784, 64, 16, 16, 16, 64, 784),
-                     batch_size: int = 128, lr: float = 1e-3,
-                     device: str | torch.device | None = "auto", repeats: int = 15,
-                     inner: int = 20, seed: int = 0) -> float:
-    """Median seconds of one training step (loss ``Σ w_t term_t``, backward, Adam) of an MLP
-    autoencoder with ``loss_fn`` on a random batch of flat images."""
-    from entropic_ae.models.mlp import MLPAutoencoder
-
-    dev = default_device(device)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MLPAutoencoder(list(layer_sizes)).to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    x = torch.rand(batch_size, layer_sizes[0], generator=gen).to(dev)
-
-    def step() -> None:
-        terms = loss_fn(model, x)
-        loss = sum(weights.get(k, 1.0) * v for k, v in terms.items())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return median_seconds(step, repeats=repeats, inner=inner, warmup=3, device=dev)
-
-
-def path_term_costs(layer_sizes: Sequence[int], x: torch.Tensor, every: int = 20,
-                    alpha: float = 1.0, weight: float = 0.01, lr: float = 1e-3,
-                    batch_size: int = 128, rounds: int = 100, seed: int = 0) -> dict[str, float]:
-    """Median seconds of a training step of an MLP autoencoder on the rows of ``x`` with MSE
-    only, with the weight path entropy every step, and with it every ``every`` steps (its
-    stored gradient attached to Adam): ``{"plain", "every step", "evaluating step", "step in
-    between", "average step"}``. The three kinds of training take turns step by step, so that
-    a busy machine slows all of them alike; the average step is
-    ``(evaluating + (every - 1) · in between) / every``."""
-    import itertools
-    import statistics
-    import time
-
-    from entropic_ae.models.mlp import MLPAutoencoder
-    from entropic_ae.paths import PathEntropyTerm
-
-    n_batches = max(1, min(8, len(x) // batch_size))
-    batches = x[: n_batches * batch_size].reshape(n_batches, batch_size, -1)
-
-    def runner(k: int) -> tuple[Callable[[], None], PathEntropyTerm | None]:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = MLPAutoencoder(list(layer_sizes))
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        term = PathEntropyTerm(every=k, alpha=alpha) if k else None
-        if term is not None:
-            term.attach(opt)
-        count = itertools.count()
-
-        def step() -> None:
-            xb = batches[next(count) % n_batches]
-            loss = torch.nn.functional.mse_loss(net(xb), xb)
-            if term is not None:
-                loss = loss + weight * term(net)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        return step, term
-
-    runners = {"plain": runner(0), "every step": runner(1), "every k": runner(every)}
-    for step, _ in runners.values():
-        for _ in range(2 * every):  # warm-up
-            step()
-    times: dict[str, list[float]] = {"plain": [], "every step": [], "evaluating step": [],
-                                     "step in between": []}
-    for _ in range(rounds):
-        for name, (step, term) in runners.items():
-            before = term.evaluations if term is not None else 0
-            start = time.perf_counter()
-            step()
-            elapsed = time.perf_counter() - start
-            if name != "every k":
-                times[name].append(elapsed)
-            else:
-                key = "evaluating step" if term.evaluations > before else "step in between"
-                times[key].append(elapsed)
-    out = {k: statistics.median(v) for k, v in times.items() if v}
-    out["average step"] = (out["evaluating step"] + (every - 1) * out["step in between"]) / every
-    return out

@@ -315,8 +315,14 @@ _TRAINING: dict[str, Spec] = {
     "lr": Float(gt=0),
 }
 _DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
-_SYSTEMS = ("AE", "AE-L2", "BN-AE", "EAE", "EAE-MB", "VAE", "CV-VAE", "WAE-MMD", "2SVAE", "RAE",
-            "RAE-L2", "RAE-GP", "RAE-SN")
+
+
+def _systems(family: str) -> tuple[str, ...]:
+    from entropic_ae.systems import SYSTEMS  # the registry is the one list of systems
+
+    return tuple(n for n, s in SYSTEMS.items() if s.family == family)
+
+
 _VARIANTS = ("in", "out", "both", "cumulative", "data")
 
 #: Chapter (notebook stem) -> {parameter name: spec}.
@@ -374,7 +380,7 @@ SCHEMAS: dict[str, Mapping[str, Spec]] = {
     "04_entropic_autoencoder": {
         **COMMON, **_TRAINING,
         "datasets": ListOf(Choice(*_DATASETS)),
-        "models": ListOf(Choice(*_SYSTEMS)),
+        "models": ListOf(Choice(*_systems("conv"))),
         "width": Float(gt=0),
         "latent_dims": MappingOf(Choice(*_DATASETS), Int(min=1)),
         "beta": Float(ge=0),

@@ -1,16 +1,19 @@
-"""The experiment layer: every training run a cached, parameterised task, run in parallel.
+"""The experiment layer: every training run a typed, cached value, run in parallel.
 
-- :mod:`~entropic_ae.experiments.config`: :class:`RunConfig`, a run as a frozen value, and its
-  content-addressed keys;
-- :mod:`~entropic_ae.experiments.cache`: the store of checkpoints and records, with checksums;
+- :mod:`~entropic_ae.experiments.options`: each family's typed training and measurement
+  options (a frozen dataclass each: defaults, allowed values, documentation);
+- :mod:`~entropic_ae.experiments.config`: :class:`RunConfig`, a run as a frozen, checked value;
+  :func:`grid` and :func:`find`;
+- :mod:`~entropic_ae.experiments.cache`: the run cache, keyed by the config, the code and the
+  data; one writer per run; checksums;
 - :mod:`~entropic_ae.experiments.runner`: :func:`fit` (train or load one run, measure it) and
-  :func:`load_model`;
+  :func:`load_model` (the trained model from its checkpoint; never trains);
 - :mod:`~entropic_ae.experiments.cluster`: :func:`run_grid` (many runs on a Dask cluster);
-- the families: :mod:`~entropic_ae.experiments.mlp` (chapters 2–3),
-  :mod:`~entropic_ae.experiments.conv` (chapter 4), :mod:`~entropic_ae.experiments.toy`
-  (seconds-long runs for tests and for trying a cluster).
+- :mod:`~entropic_ae.experiments.families` (the untrained model of a run) and
+  :mod:`~entropic_ae.experiments.measure` (what is measured on a trained run, per family).
 
-A chapter describes its runs as configs, hands them to :func:`run_grid`, and gets a table::
+What a system minimises is in its record, :mod:`entropic_ae.systems`. A chapter describes its
+runs as configs, hands them to :func:`run_grid`, and gets a table::
 
     from entropic_ae.experiments import RunConfig, grid, run_grid
     base = RunConfig.make("conv", "EAE", n_train=5000, epochs=3, batch_size=100,
@@ -21,11 +24,10 @@ A chapter describes its runs as configs, hands them to :func:`run_grid`, and get
 
 from entropic_ae.experiments.cache import CorruptRunError, RunCache
 from entropic_ae.experiments.cluster import SCHEDULER_ENV, GridError, run_grid, shutdown
-from entropic_ae.experiments.config import CACHE_VERSION, RunConfig, find, grid
+from entropic_ae.experiments.config import RunConfig, find, grid
 from entropic_ae.experiments.runner import fit, load_model
 
 __all__ = [
-    "CACHE_VERSION",
     "SCHEDULER_ENV",
     "CorruptRunError",
     "GridError",

@@ -1,194 +1,222 @@
-"""The content-addressed store of trained runs: checkpoints and records on disk.
+"""The run cache: trained models and their measurement records, keyed by content.
 
-Layout under the cache folder (one folder per trained model)::
+Layout under the cache folder::
 
-    runs/<slug>-<lineage key>-e<epochs>/
-        config.json        the RunConfig that trained it (measurement options left out)
-        checkpoint.pt      entropic_ae.training.train's resumable checkpoint
-        <stage>.pt         further checkpoints of multi-stage models (e.g. second.pt)
-        record-<key>.json  one record per set of measurement options
+    runs/<slug>-<lineage>-e<epochs>/      one trained model
+        checkpoint.pt                     the training loop's checkpoint (entropic_ae.checkpoints)
+        times.json                        wall-clock seconds of its epochs (outside the key)
+        config.json                       the training config, for a reader
+        record-<key>.json                 one measurement of it, per set of measurement options
+        sampler-<key>.pt                  a trained sampler (the two-stage VAE's second stage)
+        .lock                             held while the model is trained or measured
 
-A record is JSON with the run's metrics, the training seconds and history, the SHA-256 of
-every checkpoint it was measured on, and the SHA-256 of its own content: a record whose
-checksum or whose checkpoints' checksums do not match raises :class:`CorruptRunError` (or
-is recomputed, when the caller asks for that) instead of being used. Every file is written to
-a temporary name and renamed, so a run killed at any moment leaves no half-written file.
+**What invalidates what.** The *lineage* digest covers every training field of the config
+except ``epochs``, the digest of the package's training code (:func:`training_code_digest`:
+every source file except the measurement and presentation modules, blind to comments and
+docstrings), torch's version, and the digest of the run's training and validation data
+(:func:`~entropic_ae.experiments.context.data_fingerprint`). A change of any of them is a new
+folder, so it retrains. A record's key adds the measurement options and the digest of the
+measurement code (:func:`measure_code_digest`): a new metric re-measures the stored model
+without retraining it. Changes to presentation code (plots, prose, chapters' claim writers,
+the sweep, the benchmark) invalidate nothing.
+
+**One writer.** Training and measuring a run hold a cross-process file lock (``filelock``) on
+its folder, and the checkpoint's bytes do not depend on wall-clock time; every file is written
+atomically. A record stores the SHA-256 of the checkpoint it was measured on and of its own
+content; loading checks both.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import os
 import re
 import shutil
-import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+from filelock import FileLock
+
+import entropic_ae
+from entropic_ae._io import atomic_write, digest, file_sha256, source_digest
+from entropic_ae.checkpoints import CheckpointError, load_checkpoint
 from entropic_ae.experiments.config import RunConfig
 
-__all__ = ["CorruptRunError", "RunCache", "file_sha256"]
+__all__ = ["MEASUREMENT_CODE", "PRESENTATION_CODE", "CorruptRunError", "RunCache",
+           "measure_code_digest", "training_code_digest"]
 
-_RECORD_FORMAT = 1
+_RECORD_FORMAT = 2
+#: Modules that never change a result (relative to the package folder).
+PRESENTATION_CODE = ("plotting/", "prose.py", "chapters/", "sweep.py", "bench.py",
+                     "gpu_check.py", "verdicts.py", "parameters.py", "experiments/cluster.py",
+                     "timing.py", "__main__.py", "data/__main__.py")
+#: Modules that change measurements, not trained models.
+MEASUREMENT_CODE = ("metrics/", "sampling.py", "damage.py", "models/lenet.py",
+                    "experiments/measure/")
 
 
 class CorruptRunError(ValueError):
-    """A cached record or checkpoint does not match its checksum; the message says which file
-    and how to repair it."""
+    """A cached record or checkpoint fails its checks; ``path`` names the damaged file and the
+    message says how to repair it."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = Path(path)
+        super().__init__(message)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+@functools.cache
+def training_code_digest() -> str:
+    """Digest of the code that determines a trained model (once per process)."""
+    return source_digest(Path(entropic_ae.__file__).parent,
+                         PRESENTATION_CODE + MEASUREMENT_CODE)[:16]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+@functools.cache
+def measure_code_digest() -> str:
+    """Digest of the code that determines a measurement (once per process)."""
+    return source_digest(Path(entropic_ae.__file__).parent, PRESENTATION_CODE)[:16]
 
 
 def _content_sha256(record: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
+    return digest({k: v for k, v in record.items() if k != "sha256"})
 
 
 class RunCache:
-    """The runs under ``root`` (see the module docstring)."""
+    """The runs under ``root`` (see the module docstring); ``root`` is made absolute here."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         if root is None or (isinstance(root, str) and not root.strip()):
             raise ValueError("the cache folder must be a path, got nothing")
-        self.root = Path(root).expanduser()
+        self.root = Path(root).expanduser().resolve()
 
     def __repr__(self) -> str:
         return f"RunCache({str(self.root)!r})"
 
-    # -- paths ----------------------------------------------------------------------------------
-    def run_dir(self, config: RunConfig) -> Path:
-        """The folder of ``config``'s trained model."""
-        return self.root / "runs" / f"{config.slug}-{config.lineage_key()}-e{config.epochs}"
+    # -- keys and paths -------------------------------------------------------------------------
+    @staticmethod
+    def lineage_key(config: RunConfig, data: str) -> str:
+        """Digest of the training fields (not ``epochs``), the training code and the data."""
+        return digest({"fields": config.training_dict(), "code": training_code_digest(),
+                       "torch": torch.__version__.split("+")[0], "data": data}, 16)
 
-    def checkpoint(self, config: RunConfig, stage: str = "checkpoint") -> Path:
-        """A checkpoint file of ``config``'s model (``stage`` names further stages)."""
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", stage):
-            raise ValueError(f"stage must be a simple name, got {stage!r}")
-        return self.run_dir(config) / f"{stage}.pt"
+    def run_dir(self, config: RunConfig, data: str) -> Path:
+        """The folder of ``config``'s trained model (``data``: its data fingerprint)."""
+        return self.root / "runs" / f"{config.slug}-{self.lineage_key(config, data)}-" \
+                                    f"e{config.epochs}"
 
-    def record_path(self, config: RunConfig) -> Path:
-        """The record file of ``config`` (its model and its measurement options)."""
-        return self.run_dir(config) / f"record-{config.key()}.json"
+    def record_key(self, config: RunConfig, data: str) -> str:
+        """Digest of the trained model's folder, the measurement options and code."""
+        return digest({"run": self.run_dir(config, data).name, "code": measure_code_digest(),
+                       "measure": config.measure.to_dict()}, 16)
+
+    def record_path(self, config: RunConfig, data: str) -> Path:
+        """The record file of ``config``."""
+        return self.run_dir(config, data) / f"record-{self.record_key(config, data)}.json"
+
+    def sampler_path(self, config: RunConfig, data: str) -> Path:
+        """Where a trained sampler of ``config``'s record lives."""
+        return self.run_dir(config, data) / f"sampler-{self.record_key(config, data)}.pt"
+
+    def lock(self, config: RunConfig, data: str) -> FileLock:
+        """The cross-process lock of ``config``'s folder."""
+        folder = self.run_dir(config, data)
+        folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(folder / ".lock"))
 
     # -- resuming -------------------------------------------------------------------------------
-    def shorter_run(self, config: RunConfig) -> tuple[int, Path] | None:
-        """``(epochs, folder)`` of the longest cached run of ``config``'s lineage with fewer
-        epochs whose checkpoint exists, or None."""
-        prefix = f"{config.slug}-{config.lineage_key()}-e"
-        best: tuple[int, Path] | None = None
-        runs = self.root / "runs"
-        if not runs.is_dir():
-            return None
-        for folder in runs.glob(prefix + "*"):
-            tail = folder.name[len(prefix):]
-            if not tail.isdigit() or not (folder / "checkpoint.pt").is_file():
-                continue
-            epochs = int(tail)
-            if epochs < config.epochs and (best is None or epochs > best[0]):
-                best = (epochs, folder)
-        return best
-
-    def start_from_shorter(self, config: RunConfig) -> int:
-        """Copy the first-stage checkpoint of the longest shorter run of the lineage into
-        ``config``'s folder (so training resumes from it); return its epochs (0 if none, or if
-        ``config`` already has a checkpoint)."""
-        target = self.checkpoint(config)
+    def start_from_shorter(self, config: RunConfig, data: str) -> int:
+        """Copy the checkpoint of the longest shorter run of the lineage whose checkpoint is
+        sound into ``config``'s folder; return its epochs (0 if none, or if ``config`` has a
+        checkpoint already). Damaged shorter checkpoints are skipped with a warning naming
+        them."""
+        target = self.run_dir(config, data) / "checkpoint.pt"
         if target.exists():
             return 0
-        found = self.shorter_run(config)
-        if found is None:
-            return 0
-        epochs, folder = found
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(folder / "checkpoint.pt", tmp)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return epochs
+        prefix = f"{config.slug}-{self.lineage_key(config, data)}-e"
+        found = []
+        for folder in (self.root / "runs").glob(prefix + "*"):
+            tail = folder.name[len(prefix):]
+            path = folder / "checkpoint.pt"
+            if tail.isdigit() and int(tail) < config.epochs and path.is_file():
+                found.append((int(tail), path))
+        for _, path in sorted(found, reverse=True):
+            try:
+                state = load_checkpoint(path)
+            except CheckpointError as err:
+                warnings.warn(f"not resuming from {path}: {err}", stacklevel=3)
+                continue
+            atomic_write(target, path.read_bytes())
+            return int(state["epoch"])
+        return 0
 
     # -- records --------------------------------------------------------------------------------
-    def write_config(self, config: RunConfig) -> None:
-        """Write ``config.json`` (the training fields) next to the model, for a reader."""
-        path = self.run_dir(config) / "config.json"
+    def write_config(self, config: RunConfig, data: str) -> None:
+        """``config.json`` next to the model, for a reader."""
+        path = self.run_dir(config, data) / "config.json"
         if not path.exists():
-            plain = config.replace(measure={k: None for k, _ in config.measure})
-            _atomic_write_text(path, json.dumps(plain.to_dict(), indent=1) + "\n")
+            atomic_write(path, json.dumps({**config.training_dict(), "epochs": config.epochs,
+                                           "data": data}, indent=1) + "\n")
 
-    def save(self, config: RunConfig, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Store ``record`` for ``config`` with the checksums of the files it names under
-        ``"checkpoints"`` (``{stage: path}``, files in the run's folder; stored by name) and of
-        its own content; return what was stored."""
-        stored = dict(record)
-        folder = self.run_dir(config)
-        stored["format"] = _RECORD_FORMAT
-        stored["key"] = config.key()
-        stored["config"] = config.to_dict()
-        stored["checkpoints"] = {stage: Path(path).name
-                                 for stage, path in stored.get("checkpoints", {}).items()}
-        stored["checkpoint_sha256"] = {stage: file_sha256(folder / name)
-                                       for stage, name in stored["checkpoints"].items()}
+    def save(self, config: RunConfig, data: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Store ``record`` with the checksums of the files it names under ``"files"``
+        (names in the run's folder) and of its own content; return what was stored."""
+        folder = self.run_dir(config, data)
+        stored = {**record, "format": _RECORD_FORMAT, "key": self.record_key(config, data),
+                  "config": config.to_dict()}
+        stored["files_sha256"] = {name: file_sha256(folder / name)
+                                  for name in stored.get("files", [])}
         stored["sha256"] = _content_sha256(stored)
-        _atomic_write_text(self.record_path(config), json.dumps(stored, indent=1) + "\n")
+        atomic_write(self.record_path(config, data), json.dumps(stored, indent=1) + "\n")
         return stored
 
-    def load(self, config: RunConfig, verify_checkpoints: bool = True) -> dict[str, Any] | None:
-        """The stored record of ``config``, or None if there is none.
-
-        Raises :class:`CorruptRunError` when the record is unreadable, was written for another
-        config, or its own or its checkpoints' checksums do not match.
-        """
-        path = self.record_path(config)
+    def load(self, config: RunConfig, data: str) -> dict[str, Any] | None:
+        """The stored record of ``config``, None if there is none; :class:`CorruptRunError`
+        naming the damaged file when the record or a file it names fails its checks."""
+        path = self.record_path(config, data)
         if not path.exists():
             return None
-        repair = f"delete {path.parent} to retrain this run"
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
-            raise CorruptRunError(f"cannot read the record {path}: {err}; {repair}") from err
+            raise CorruptRunError(path, f"cannot read the record {path}: {err}") from err
         if not isinstance(record, dict) or record.get("format") != _RECORD_FORMAT:
-            raise CorruptRunError(f"{path} is not a record of this version of entropic_ae "
-                                  f"(format {_RECORD_FORMAT}); {repair}")
+            raise CorruptRunError(path, f"{path} is not a record of format {_RECORD_FORMAT}")
         if record.get("sha256") != _content_sha256(record):
-            raise CorruptRunError(f"the record {path} does not match its checksum (edited or "
-                                  f"damaged); {repair}")
-        if record.get("key") != config.key():
-            raise CorruptRunError(f"the record {path} was written for another config; {repair}")
-        if verify_checkpoints:
-            for stage, digest in record.get("checkpoint_sha256", {}).items():
-                file = path.parent / record["checkpoints"][stage]
-                if not file.is_file():
-                    raise CorruptRunError(f"the checkpoint {file} of the record {path} is "
-                                          f"missing; {repair}")
-                if file_sha256(file) != digest:
-                    raise CorruptRunError(f"the checkpoint {file} does not match the checksum "
-                                          f"in {path} (damaged, or overwritten); {repair}")
+            raise CorruptRunError(path, f"the record {path} does not match its checksum "
+                                        "(edited or damaged)")
+        if record.get("key") != self.record_key(config, data):
+            raise CorruptRunError(path, f"the record {path} was written for another config")
+        for name, sha in record.get("files_sha256", {}).items():
+            file = path.parent / name
+            if not file.is_file():
+                raise CorruptRunError(file, f"{file}, measured by the record {path}, is missing")
+            if file_sha256(file) != sha:
+                raise CorruptRunError(file, f"{file} does not match the checksum in the record "
+                                            f"{path} (damaged, or overwritten)")
         return record
 
-    def discard(self, config: RunConfig) -> None:
-        """Delete ``config``'s folder (model, checkpoints and every record of it)."""
-        shutil.rmtree(self.run_dir(config), ignore_errors=True)
+    def repair(self, err: CorruptRunError, config: RunConfig, data: str) -> None:
+        """Delete only what ``err`` names as damaged: a record, or a checkpoint with the
+        records and samplers measured on it."""
+        folder = self.run_dir(config, data)
+        if err.path.name == "checkpoint.pt" or err.path.suffix == ".pt":
+            for f in folder.glob("record-*.json"):
+                f.unlink(missing_ok=True)
+            for f in folder.glob("sampler-*.pt"):
+                f.unlink(missing_ok=True)
+        err.path.unlink(missing_ok=True)
+        if err.path.name == "checkpoint.pt":
+            (folder / "times.json").unlink(missing_ok=True)
+
+    def discard(self, config: RunConfig, data: str) -> None:
+        """Delete ``config``'s whole folder (every record of the trained model too)."""
+        shutil.rmtree(self.run_dir(config, data), ignore_errors=True)
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a file-name stem."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)

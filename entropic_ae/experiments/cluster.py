@@ -20,6 +20,11 @@ Where the runs go (``client``):
   with ``resources={"GPU": 1}``, so each holds one GPU; start such workers with
   ``--resources GPU=1``.
 
+Bad requests fail at once, with the reason: ``workers`` below 1, ``device="cuda"`` where no
+worker has a GPU, a scheduler address that does not answer within ``SCHEDULER_TIMEOUT``
+seconds. The cache folder is resolved on the client, so workers on a shared file system write
+where :func:`~entropic_ae.experiments.runner.load_model` later looks.
+
 Every run writes its record to the cache as soon as it finishes, so a grid that is
 interrupted — a worker killed, the machine rebooted — loses only the runs in flight, and
 running the same grid again computes only what is missing. A run that raises is reported
@@ -35,21 +40,28 @@ import os
 import threading
 import traceback
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from entropic_ae._checks import check_int
 from entropic_ae.experiments.cache import CorruptRunError
 from entropic_ae.experiments.config import RunConfig
+from entropic_ae.experiments.context import data_fingerprint
 from entropic_ae.experiments.runner import fit, flat_row, resolve_cache
+from entropic_ae.training import default_device
 
-__all__ = ["SCHEDULER_ENV", "WORKER_ENVIRONMENT", "GridError", "run_grid", "shutdown"]
+__all__ = ["SCHEDULER_ENV", "SCHEDULER_TIMEOUT", "WORKER_ENVIRONMENT", "GridError", "run_grid",
+           "shutdown"]
 
 #: Environment variable naming the scheduler of an existing cluster.
 SCHEDULER_ENV = "ENTROPIC_AE_SCHEDULER"
+#: Seconds to wait for a scheduler to answer before giving up.
+SCHEDULER_TIMEOUT = 10
 
 _LOCAL: dict[str, Any] = {}  # the LocalCluster and Client this process started, if any
 _LOCK = threading.Lock()
@@ -71,8 +83,8 @@ def _execute(config_dict: dict[str, Any], cache_dir: str, data_root: str | None,
              device: str, on_corrupt: str) -> dict[str, Any]:
     """The task a worker runs: :func:`~entropic_ae.experiments.runner.fit`, with any
     exception turned into ``{"error": traceback}`` so that one run cannot stop the grid."""
-    config = RunConfig.from_dict(config_dict)
     try:
+        config = RunConfig.from_dict(config_dict)
         return {"record": fit(config, cache_dir, data_root, device, on_corrupt=on_corrupt)}
     except Exception:  # noqa: BLE001 - reported with the run's parameters by run_grid
         return {"error": traceback.format_exc(limit=8)}
@@ -85,7 +97,7 @@ def _execute(config_dict: dict[str, Any], cache_dir: str, data_root: str | None,
 #: unmapped again; measured here, it made a one-thread conv training step 1.7× slower.
 WORKER_ENVIRONMENT: dict[str, str | None] = {
     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-    "MALLOC_TRIM_THRESHOLD_": None,  # None: not set in the workers
+    "MALLOC_TRIM_THRESHOLD_": None,  # None: not set (the run tunes the allocator itself)
 }
 
 
@@ -149,21 +161,35 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
+def _connect(address: str) -> Any:
+    """A client of the scheduler at ``address``, or a one-line ``ConnectionError`` after
+    :data:`SCHEDULER_TIMEOUT` seconds."""
+    from distributed import Client
+
+    try:
+        return Client(address, set_as_default=False, timeout=SCHEDULER_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ConnectionError(f"no Dask scheduler answered at {address!r} within "
+                              f"{SCHEDULER_TIMEOUT} s ({type(err).__name__}); check the "
+                              f"address (or ${SCHEDULER_ENV}), or run with client='serial'"
+                              ) from None
+
+
 def _client(client: Any, workers: int | None) -> Any:
     from distributed import Client
 
     if client is None:
         address = os.environ.get(SCHEDULER_ENV, "").strip()
-        return Client(address, set_as_default=False) if address else _local_client(workers)
+        return _connect(address) if address else _local_client(workers)
     if isinstance(client, str):
-        return Client(client, set_as_default=False)
+        return _connect(client)
     if isinstance(client, Client):
         return client
     raise TypeError(f"client must be None, 'serial', a scheduler address or a "
                     f"distributed.Client, got {type(client).__name__}")
 
 
-def _unique(configs: Iterable[RunConfig]) -> list[RunConfig]:
+def _unique(configs: list[RunConfig]) -> list[RunConfig]:
     seen: dict[str, RunConfig] = {}
     for i, c in enumerate(configs):
         if not isinstance(c, RunConfig):
@@ -172,7 +198,41 @@ def _unique(configs: Iterable[RunConfig]) -> list[RunConfig]:
     return list(seen.values())
 
 
-def run_grid(configs: Sequence[RunConfig], client: Any = None, *,
+def _check_request(client: Any, workers: int | None, device: str, errors: str,
+                   on_corrupt: str) -> None:
+    if errors not in ("raise", "report"):
+        raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
+    if on_corrupt not in ("raise", "retrain"):
+        raise ValueError(f"on_corrupt must be 'raise' or 'retrain', got {on_corrupt!r}")
+    if workers is not None:
+        check_int("workers", workers, 1)
+    if isinstance(client, str) and not client.strip():
+        raise ValueError("client must be a non-empty scheduler address, or 'serial'")
+    if client is None or client == "serial":  # local workers: the device must exist here
+        default_device(device)
+
+
+def _cached_records(unique: list[RunConfig], cache: Any, root: Any, on_corrupt: str,
+                    results: dict) -> list[RunConfig]:
+    """Fill ``results`` from the cache; return the configs still to run."""
+    pending = []
+    for config in unique:
+        try:
+            record = cache.load(config, data_fingerprint(config, root))
+        except CorruptRunError as err:
+            if on_corrupt == "raise":
+                raise CorruptRunError(err.path, f"{err}; delete {err.path} or pass "
+                                                "on_corrupt='retrain'") from err
+            record = None
+            warnings.warn(f"{err}; repairing it", stacklevel=3)
+        if record is None:
+            pending.append(config)
+        else:
+            results[config.key()] = ({**record, "cached": True}, None)
+    return pending
+
+
+def run_grid(configs: Iterable[RunConfig], client: Any = None, *,
              cache_dir: str | os.PathLike | None = None,
              data_root: str | os.PathLike | None = None, device: str = "auto",
              workers: int | None = None, errors: str = "raise", on_corrupt: str = "raise",
@@ -180,54 +240,39 @@ def run_grid(configs: Sequence[RunConfig], client: Any = None, *,
     """Train and measure every config (or read it from the cache); one table row per config.
 
     The rows, in the order of ``configs`` (duplicates are run once), hold each config's fields
-    and options (:meth:`RunConfig.describe`), its metrics, ``train_seconds``, ``cached`` and
-    ``error`` (None for runs that succeeded). ``client``: see the module docstring;
-    ``workers`` sets the number of local worker processes. Runs already in the cache are read
-    without starting a cluster. A progress bar counts finished runs.
+    and options (:meth:`RunConfig.describe`), its metrics, ``train_seconds``, ``history``,
+    ``cached`` and ``error`` (None for runs that succeeded). ``client``: see the module
+    docstring; ``workers`` sets the number of local worker processes. Runs already in the
+    cache are read without starting a cluster. A progress bar counts finished runs.
 
     ``errors="raise"`` (default) raises :class:`GridError` after the whole grid has finished
     if any run failed, naming each failed run's parameters and error; ``errors="report"``
     warns and returns the table with the errors in it.
     """
-    if errors not in ("raise", "report"):
-        raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
-    if client is not None and client != "serial" and isinstance(client, str) and not client:
-        raise ValueError("client must be a non-empty scheduler address")
+    configs = list(configs)
     if client is None:
         client = os.environ.get(SCHEDULER_ENV, "").strip() or None
+    _check_request(client, workers, device, errors, on_corrupt)
     unique = _unique(configs)
     cache = resolve_cache(cache_dir)
     cache_dir = str(cache.root)
-    root = None if data_root is None else str(data_root)
+    root = None if data_root is None else Path(data_root).expanduser().resolve()
     results: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
-    pending = []
-    for config in unique:
-        try:
-            record = cache.load(config)
-        except CorruptRunError as err:
-            if on_corrupt == "raise":
-                raise
-            record = None
-            warnings.warn(f"{err}; retraining it", stacklevel=2)
-        if record is None:
-            pending.append(config)
-        else:
-            results[config.key()] = ({**record, "cached": True}, None)
-
+    pending = _cached_records(unique, cache, root, on_corrupt, results)
     bar = tqdm(total=len(unique), initial=len(unique) - len(pending), desc=desc, unit="run",
                disable=not progress)
+    root_text = None if root is None else str(root)
     try:
         if pending and client == "serial":
             for config in pending:
-                outcome = _execute(config.to_dict(), cache_dir, root, device, on_corrupt)
+                outcome = _execute(config.to_dict(), cache_dir, root_text, device, on_corrupt)
                 results[config.key()] = (outcome.get("record"), outcome.get("error"))
                 bar.update(1)
         elif pending:
-            _run_on_cluster(_client(client, workers), pending, results, bar, cache_dir, root,
-                            device, on_corrupt)
+            _run_on_cluster(_client(client, workers), pending, results, bar, cache_dir,
+                            root_text, device, on_corrupt)
     finally:
         bar.close()
-
     rows, failures = [], []
     for config in configs:
         record, error = results[config.key()]
@@ -248,7 +293,12 @@ def _run_on_cluster(client: Any, pending: list[RunConfig],
                     cache_dir: str, root: str | None, device: str, on_corrupt: str) -> None:
     from distributed import as_completed
 
-    gpu = device.startswith("cuda") or (device == "auto" and _has_gpu_workers(client))
+    has_gpus = _has_gpu_workers(client)
+    if device.startswith("cuda") and not has_gpus:
+        raise ValueError(f"device={device!r} was asked for, but no worker of the cluster has a "
+                         "GPU (start workers with `--resources GPU=1` on GPU machines), so no "
+                         "run could start; use device='cpu' or 'auto'")
+    gpu = device.startswith("cuda") or (device == "auto" and has_gpus)
     futures = {}
     for config in pending:
         future = client.submit(_execute, config.to_dict(), cache_dir, root, device, on_corrupt,
@@ -260,20 +310,21 @@ def _run_on_cluster(client: Any, pending: list[RunConfig],
         try:
             outcome = future.result()
         except Exception as err:  # noqa: BLE001 - e.g. KilledWorker after repeated crashes
-            outcome = _outcome_of_lost_task(config, cache_dir, err)
+            outcome = _outcome_of_lost_task(config, cache_dir, root, err)
         results[config.key()] = (outcome.get("record"), outcome.get("error"))
         future.release()
         bar.update(1)
 
 
-def _outcome_of_lost_task(config: RunConfig, cache_dir: str, err: Exception) -> dict[str, Any]:
+def _outcome_of_lost_task(config: RunConfig, cache_dir: str, root: str | None,
+                          err: Exception) -> dict[str, Any]:
     """What became of a run whose task raised outside the run itself (its worker died).
 
     A worker can die just after a run finished and stored its record, while the "finished"
     message is still in the worker's send buffer; the stored record is then the run's result.
     Otherwise the run failed with ``err``."""
     try:
-        record = resolve_cache(cache_dir).load(config)
+        record = resolve_cache(cache_dir).load(config, data_fingerprint(config, root))
     except CorruptRunError:
         record = None
     if record is not None:

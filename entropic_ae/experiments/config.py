@@ -1,109 +1,60 @@
-"""A training run as a small frozen value: :class:`RunConfig`, and its content-addressed keys.
+"""A training run as a small frozen value: :class:`RunConfig`.
 
-A :class:`RunConfig` holds everything that changes a run's result: the model family and
-name, the data (dataset and number of training images), the optimisation (epochs, batch
-size, learning rate, seed), the family's own options (architecture, loss weights, ...) and
-the measurement options (how many test images, samples, ...). Nothing else — not the
-device, the number of threads, the cache folder, the data folder or whether a progress bar
-is shown — enters it, so the same config names the same result wherever it runs.
+A :class:`RunConfig` holds everything that changes a run's result: the family and the system
+(``model``, a name of :data:`entropic_ae.systems.SYSTEMS`), the data (dataset, training
+images), the optimisation (epochs, batch size, learning rate, seed), the family's typed
+training options and its typed measurement options
+(:mod:`entropic_ae.experiments.options`). Nothing else — not the device, the number of threads,
+the cache or data folder, a progress bar — enters it. Every value is checked when the config is
+made; a misspelt option or grid axis is refused, with a suggestion.
 
-Three keys are derived from it, each a short SHA-256 of a canonical JSON text:
-
-* :meth:`RunConfig.lineage_key`: every training field except ``epochs``. Runs of one lineage
-  differ only in length; a longer run resumes from the longest shorter one (training is
-  bit-identical whether or not it was interrupted, so this changes nothing).
-* :meth:`RunConfig.train_key`: the lineage and ``epochs``: one trained model.
-* :meth:`RunConfig.key`: the trained model and the measurement options: one record.
-
-:data:`CACHE_VERSION` enters every key; bump it when a change to the package changes
-training results, so that stale runs are not reused.
+:meth:`RunConfig.key` is the digest of the config alone (it names a record); the run cache
+(:mod:`entropic_ae.experiments.cache`) adds the digests of the code and of the data to it, so
+that a change of either retrains.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import math
-import numbers
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["CACHE_VERSION", "FAMILIES", "RunConfig", "find", "grid"]
+from entropic_ae._io import digest
+from entropic_ae.experiments.options import OPTIONS, Options
+from entropic_ae.parameters import Float, Int, Optional, ParameterError
 
-#: Part of every key: bump when the package's training results change.
-CACHE_VERSION = 1
+__all__ = ["DATASETS", "FAMILIES", "RunConfig", "find", "grid"]
 
-#: Model families the experiment layer knows (see :mod:`entropic_ae.experiments.tasks`).
-FAMILIES = ("mlp", "conv", "toy")
+FAMILIES = tuple(OPTIONS)
+#: Datasets a run can train on (``synthetic``: the toy family's generated data).
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba", "synthetic")
 
-Options = tuple[tuple[str, Any], ...]
+_FIELDS = {"n_train": Optional(Int(min=2)), "epochs": Int(min=1), "batch_size": Int(min=2),
+           "lr": Float(gt=0), "seed": Int(min=0, max=2**32 - 1)}
 
 
-def _freeze(value: Any, where: str) -> Any:
-    """A hashable, canonical copy: lists → tuples, dicts → sorted (key, value) tuples, NumPy
-    scalars → Python numbers. Floats must be finite."""
-    if isinstance(value, RunConfig):
+def _check_field(name: str, value: Any) -> Any:
+    try:
+        return _FIELDS[name].clean(value)
+    except ParameterError as err:
+        raise ValueError(f"{name} = {value!r}: {err}") from None
+
+
+def _options(cls: type[Options], value: Any) -> Options:
+    if isinstance(value, cls):
         return value
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"{where} must be finite, got {value}")
-        return value
-    if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _freeze(v, f"{where}[{k!r}]")) for k, v in value.items()))
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v, f"{where}[{i}]") for i, v in enumerate(value))
-    raise TypeError(f"{where} must be a number, string, bool, None, list, dict or RunConfig; "
-                    f"got {type(value).__name__}")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, RunConfig):
-        return {"__run__": value.to_dict()}
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _canonical_numbers(value: Any) -> Any:
-    """Integral floats as ints, so that values Python calls equal (2 == 2.0) hash alike."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list | tuple):
-        return [_canonical_numbers(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _canonical_numbers(v) for k, v in value.items()}
-    return value
-
-
-def _digest(payload: Mapping[str, Any]) -> str:
-    text = json.dumps(_canonical_numbers(payload), sort_keys=True, separators=(",", ":"),
-                      allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    if isinstance(value, Options):
+        raise TypeError(f"expected {cls.__name__}, got {type(value).__name__}")
+    pairs = value.items() if isinstance(value, Mapping) else (value or ())
+    return cls.make(dict(pairs))
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """One training run (see the module docstring). Build it with :meth:`make`.
-
-    ``options`` are the family's training options and ``measure`` the measurement options,
-    both as sorted ``(name, value)`` pairs of canonical values; read them with
-    :meth:`option` and :meth:`measure_option`.
-    """
+    """One training run (see the module docstring). Build it with :meth:`make`; read options
+    as attributes, ``config.options.width``."""
 
     family: str
     model: str
@@ -113,36 +64,27 @@ class RunConfig:
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
-    options: Options = ()
-    measure: Options = ()
+    options: Any = None
+    measure: Any = None
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
+        from entropic_ae.systems import SYSTEMS  # here: the systems import the family code
+
+        if self.family not in OPTIONS:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        for name in ("model", "dataset"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise TypeError(f"{name} must be a non-empty string, got {value!r}")
-        if self.n_train is not None:
-            object.__setattr__(self, "n_train", _check_int("n_train", self.n_train, 1))
-        object.__setattr__(self, "epochs", _check_int("epochs", self.epochs, 0))
-        object.__setattr__(self, "batch_size", _check_int("batch_size", self.batch_size, 1))
-        object.__setattr__(self, "seed", _check_int("seed", self.seed, 0))
-        lr = _freeze(self.lr, "lr")
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        object.__setattr__(self, "lr", float(lr))
-        for name in ("options", "measure"):
-            value = getattr(self, name)
-            pairs = value.items() if isinstance(value, Mapping) else value
-            try:
-                frozen = tuple(sorted((str(k), _freeze(v, f"{name}[{k!r}]")) for k, v in pairs))
-            except (TypeError, ValueError) as err:
-                raise type(err)(f"{err}") from None
-            keys = [k for k, _ in frozen]
-            if len(set(keys)) != len(keys):
-                raise ValueError(f"{name} names an entry twice: {keys}")
-            object.__setattr__(self, name, frozen)
+        names = [n for n, s in SYSTEMS.items() if s.family == self.family]
+        if self.model not in names:
+            close = difflib.get_close_matches(str(self.model), names, n=1)
+            raise ValueError(f"model {self.model!r} is not a system of family {self.family!r}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; its systems are {', '.join(names)}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        for name in _FIELDS:
+            object.__setattr__(self, name, _check_field(name, getattr(self, name)))
+        train_cls, measure_cls = OPTIONS[self.family]
+        object.__setattr__(self, "options", _options(train_cls, self.options))
+        object.__setattr__(self, "measure", _options(measure_cls, self.measure))
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -150,52 +92,37 @@ class RunConfig:
              epochs: int = 1, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
              measure: Mapping[str, Any] | None = None, **options: Any) -> RunConfig:
         """``RunConfig.make("mlp", "plain", epochs=20, layer_sizes=[784, 64, 784])``: every
-        keyword that is not a field goes into ``options``; ``measure`` is a dict."""
-        return cls(family, model, dataset, n_train, epochs, batch_size, lr, seed,
-                   tuple(options.items()), tuple((measure or {}).items()))
+        keyword that is not a field is a training option of the family; ``measure`` a dict of
+        measurement options."""
+        return cls(family, model, dataset, n_train, epochs, batch_size, lr, seed, options,
+                   measure)
 
     def replace(self, **changes: Any) -> RunConfig:
-        """A copy with fields changed; ``options=`` / ``measure=`` dicts are *merged* into the
-        existing ones (a value of None removes an entry)."""
-        for name in ("options", "measure"):
-            if name in changes:
-                merged = dict(getattr(self, name))
-                for k, v in dict(changes[name]).items():
-                    if v is None:
-                        merged.pop(k, None)
-                    else:
-                        merged[k] = v
-                changes[name] = tuple(merged.items())
+        """A copy with changes: fields by name, ``options=`` / ``measure=`` dicts merged into
+        the current ones (None resets an option to its default), and any other name an option
+        (``config.replace(width=0.25)``); an unknown name raises ``ValueError``."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        new_options = dict(changes.pop("options", None) or {})
+        new_measure = dict(changes.pop("measure", None) or {})
+        for name in [n for n in changes if n not in fields]:
+            target = new_measure if name in self.measure.names() else new_options
+            target[name] = changes.pop(name)
+        if new_options:
+            changes["options"] = self.options.merged(new_options)
+        if new_measure:
+            changes["measure"] = self.measure.merged(new_measure)
         return dataclasses.replace(self, **changes)
 
-    # -- access ---------------------------------------------------------------------------------
-    def option(self, name: str, default: Any = None) -> Any:
-        """The training option ``name`` (its canonical, frozen value), or ``default``."""
-        return dict(self.options).get(name, default)
-
-    def measure_option(self, name: str, default: Any = None) -> Any:
-        """The measurement option ``name``, or ``default``."""
-        return dict(self.measure).get(name, default)
-
-    # -- keys -----------------------------------------------------------------------------------
-    def _training_fields(self) -> dict[str, Any]:
-        return {"version": CACHE_VERSION, "family": self.family, "model": self.model,
-                "dataset": self.dataset, "n_train": self.n_train,
-                "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
-                "options": _jsonable(self.options)}
-
-    def lineage_key(self) -> str:
-        """Hash of every training field except ``epochs``."""
-        return _digest(self._training_fields())
-
-    def train_key(self) -> str:
-        """Hash of every training field, ``epochs`` included: one trained model."""
-        return _digest({**self._training_fields(), "epochs": self.epochs})
+    # -- identity -------------------------------------------------------------------------------
+    def training_dict(self) -> dict[str, Any]:
+        """Every field that determines the trained model, except ``epochs``."""
+        return {"family": self.family, "model": self.model, "dataset": self.dataset,
+                "n_train": self.n_train, "batch_size": self.batch_size, "lr": self.lr,
+                "seed": self.seed, "options": self.options.to_dict()}
 
     def key(self) -> str:
-        """Hash of the whole config, measurement options included: one record."""
-        return _digest({**self._training_fields(), "epochs": self.epochs,
-                        "measure": _jsonable(self.measure)})
+        """Digest of the whole config (its fields, options and measurement options)."""
+        return digest(self.to_dict(), 16)
 
     @property
     def slug(self) -> str:
@@ -205,11 +132,8 @@ class RunConfig:
     # -- conversion -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_dict` inverts it."""
-        return {"family": self.family, "model": self.model, "dataset": self.dataset,
-                "n_train": self.n_train, "epochs": self.epochs, "batch_size": self.batch_size,
-                "lr": self.lr, "seed": self.seed,
-                "options": [[k, _jsonable(v)] for k, v in self.options],
-                "measure": [[k, _jsonable(v)] for k, v in self.measure]}
+        return {**self.training_dict(), "epochs": self.epochs,
+                "measure": self.measure.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
@@ -225,47 +149,83 @@ class RunConfig:
         try:
             return cls(d["family"], d["model"], d["dataset"], d["n_train"], d["epochs"],
                        d["batch_size"], d["lr"], d["seed"],
-                       tuple((k, thaw(v)) for k, v in d["options"]),
-                       tuple((k, thaw(v)) for k, v in d["measure"]))
-        except (KeyError, TypeError, ValueError) as err:
+                       {k: thaw(v) for k, v in d["options"].items()},
+                       {k: thaw(v) for k, v in d["measure"].items()})
+        except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"not a RunConfig dict ({err}): {dict(d)!r:.200}") from err
 
+    def value(self, name: str) -> Any:
+        """A field, training option or measurement option by name."""
+        if name in {f.name for f in dataclasses.fields(self)}:
+            return getattr(self, name)
+        for opts in (self.options, self.measure):
+            if name in opts.names():
+                return getattr(opts, name)
+        raise ValueError(f"{name!r} is neither a field nor an option of family {self.family!r}"
+                         f"; options: {', '.join(self.options.names() + self.measure.names())}")
+
     def describe(self) -> dict[str, Any]:
-        """The config as one flat row: its fields and ``options``/``measure`` entries by name
-        (nested values as text), for tables and error messages."""
+        """The config as one flat row: its fields and every option by name (mappings as
+        dicts, nested configs by their slug), for tables and error messages."""
         row: dict[str, Any] = {k: getattr(self, k) for k in
                                ("family", "model", "dataset", "n_train", "epochs", "batch_size",
                                 "lr", "seed")}
-        for name, value in (*self.options, *self.measure):
-            row[name] = value.slug if isinstance(value, RunConfig) else (
-                repr(value) if isinstance(value, tuple) else value)
+        for opts in (self.options, self.measure):
+            for name in opts.names():
+                value = getattr(opts, name)
+                if isinstance(value, RunConfig):
+                    value = value.slug
+                elif isinstance(value, tuple) and all(isinstance(v, tuple) and len(v) == 2
+                                                      for v in value) and value:
+                    value = repr(dict(value))
+                elif isinstance(value, tuple):
+                    value = repr(list(value))
+                row[name] = value
         return row
 
 
+def _axis_names(base: RunConfig) -> set[str]:
+    return ({f.name for f in dataclasses.fields(RunConfig)} - {"options", "measure"}
+            | set(base.options.names()) | set(base.measure.names()))
+
+
+def _check_names(base: RunConfig, names: Iterable[str], what: str) -> None:
+    known = _axis_names(base)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{what} {name!r} is neither a field nor an option of family "
+                             f"{base.family!r}{hint}; known: {', '.join(sorted(known))}")
+
+
 def grid(base: RunConfig, **axes: Iterable[Any]) -> list[RunConfig]:
-    """Every combination of the values of ``axes`` applied to ``base``: a field name
-    (``seed=[0, 1, 2]``) replaces the field, any other name an option
-    (``width=[0.25, 0.5]``), in the order the axes are given (the last varies fastest)."""
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    """Every combination of the values of ``axes`` applied to ``base`` (a field, training option
+    or measurement option each), the last axis varying fastest. An unknown axis raises."""
+    if not isinstance(base, RunConfig):
+        raise TypeError(f"base must be a RunConfig, got {type(base).__name__}")
+    _check_names(base, axes, "grid axis")
     configs = [base]
     for name, values in axes.items():
         values = list(values)
         if not values:
             raise ValueError(f"axis {name!r} has no values")
-        configs = [c.replace(**({name: v} if name in fields else {"options": {name: v}}))
-                   for c in configs for v in values]
+        configs = [c.replace(**{name: v}) for c in configs for v in values]
     return configs
 
 
 def find(configs: Iterable[RunConfig], **criteria: Any) -> RunConfig:
     """The one config among ``configs`` whose fields and options equal ``criteria``
-    (``find(runs, dataset="mnist", model="EAE", seed=0)``); a field or option the criteria
-    name as None must be absent. Raises ``LookupError`` unless exactly one matches."""
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    wanted = {k: _freeze(v, k) for k, v in criteria.items()}
-    matches = [c for c in configs
-               if all((getattr(c, k) if k in fields else c.option(k)) == v
-                      for k, v in wanted.items())]
+    (``find(runs, dataset="mnist", model="EAE", seed=0)``). Raises ``LookupError`` unless
+    exactly one matches."""
+    configs = list(configs)
+    if configs:
+        _check_names(configs[0], criteria, "criterion")
+    matches = []
+    for c in configs:
+        probe = c.replace(**criteria) if criteria else c
+        if probe == c:
+            matches.append(c)
     if len(matches) != 1:
         raise LookupError(f"{len(matches)} configs match {criteria} (expected exactly one)")
     return matches[0]

@@ -1,61 +1,114 @@
-"""What a run needs besides its config: where the cache and the data are, the device, and
-the training loop's common arguments; and the trained result handed from training to
-measurement."""
+"""What a run needs besides its config: where the cache and the data are, the device; and the
+run's data, loaded once per process.
+
+The training split of a dataset is cut in two, always the same way: its last ``n_val`` images
+(the option of the same name) are the validation set, used to decide when training has
+converged and to choose settings; the first ``n_train`` of the others are the training images.
+The test split is only measured on.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
 from entropic_ae.data import load_images
-from entropic_ae.experiments.cache import RunCache
 from entropic_ae.experiments.config import RunConfig
-from entropic_ae.training import History
 
-__all__ = ["RunContext", "Trained", "images"]
+__all__ = ["RunContext", "data_fingerprint", "images", "toy_data", "train_and_validation"]
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """Where a run reads and writes, and on what it computes. None of this changes a result."""
+    """Where a run reads and writes, and on what it computes; none of this changes a result.
+    ``cache`` is an :class:`~entropic_ae.experiments.cache.RunCache`."""
 
-    cache: RunCache
+    cache: object
     data_root: Path | None
     device: torch.device
     progress: bool = False
 
 
-@dataclass
-class Trained:
-    """A trained model and what training reports: its history, the checkpoints it lives in
-    (``{stage: path}``), extra parts (e.g. a second stage) and the epochs it resumed from."""
-
-    model: nn.Module
-    history: History
-    checkpoints: dict[str, Path]
-    parts: Mapping[str, Any] = field(default_factory=dict)
-    resumed_from: int = 0
-
-
 @functools.lru_cache(maxsize=8)
-def _cached_images(dataset: str, split: str, limit: int | None,
-                   root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = load_images(dataset, split, root=root, limit=limit)
+def _split(dataset: str, split: str, root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = load_images(dataset, split, root=root)
     x.requires_grad_(False)
     return x, y
 
 
-def images(config: RunConfig, split: str, ctx: RunContext,
+def toy_data(n: int | None, dim: int) -> torch.Tensor:
+    """The toy family's data: ``n`` (default 256) Gaussian points in ``dim`` dimensions,
+    correlated by a fixed mixing matrix (the same for every seed)."""
+    gen = torch.Generator().manual_seed(1234)
+    mixing = torch.randn(dim, dim, generator=gen)
+    return torch.randn(n or 256, dim, generator=gen) @ mixing / dim**0.5
+
+
+def _training_range(dataset: str, n_total: int, n_train: int | None, n_val: int) -> int:
+    if n_val >= n_total - 1:
+        raise ValueError(f"n_val = {n_val} leaves no training images of the {n_total} in "
+                         f"{dataset}'s training split")
+    end = n_total - n_val
+    if n_train is not None and n_train > end:
+        raise ValueError(f"n_train = {n_train} is more than the {end} training images of "
+                         f"{dataset} (after holding out n_val = {n_val})")
+    return end if n_train is None else n_train
+
+
+def images(config: RunConfig, split: str, root: Path | None,
            limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images and labels of ``config.dataset``'s ``split`` (training split: its first
-    ``config.n_train`` images), loaded once per process and shared: do not modify them."""
-    if split == "train":
-        limit = config.n_train
-    root = None if ctx.data_root is None else str(ctx.data_root)
-    return _cached_images(config.dataset, split, limit, root)
+    """Images and labels of ``config.dataset``: ``split`` is ``"train"`` (the training
+    images), ``"val"`` (the validation images) or ``"test"`` (its first ``limit``). Shared
+    within a process: do not modify them."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    x, y = _split(config.dataset, "test" if split == "test" else "train",
+                  None if root is None else str(root))
+    if split == "test":
+        return x[:limit], y[:limit]
+    n_val = config.options.n_val
+    end = _training_range(config.dataset, len(x), config.n_train, n_val)
+    if split == "val":
+        return x[len(x) - n_val:], y[len(y) - n_val:]
+    return x[:end], y[:end]
+
+
+def train_and_validation(config: RunConfig, root: Path | None
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The training inputs and the validation inputs (None when ``n_val`` is 0)."""
+    if config.family == "toy":
+        return toy_data(config.n_train, config.options.dim), None
+    x, _ = images(config, "train", root)
+    if config.options.n_val == 0:
+        return x, None
+    return x, images(config, "val", root)[0]
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_of(config: RunConfig, root: Path | None) -> str:
+    h = hashlib.sha256()
+    for part in train_and_validation(config, root):
+        if part is None:
+            continue
+        h.update(f"{tuple(part.shape)} {part.dtype};".encode())
+        flat = part.contiguous().reshape(-1)
+        for i in range(0, flat.numel(), 1 << 22):
+            h.update(flat[i:i + (1 << 22)].view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(config: RunConfig, root: Path | None) -> str:
+    """A digest of the bytes of ``config``'s training and validation inputs (computed once per
+    process and data selection): part of the run's cache key, so that other data never reuses
+    a result."""
+    o = config.options
+    # only the fields that select the data: one digest per selection, not per config
+    probe = RunConfig.make("toy", "lin", dataset="synthetic", n_train=config.n_train,
+                           dim=o.dim) if config.family == "toy" else RunConfig.make(
+        config.family, "plain" if config.family == "mlp" else "AE", dataset=config.dataset,
+        n_train=config.n_train, n_val=o.n_val)
+    return _digest_of(probe, root)

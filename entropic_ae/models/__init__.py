@@ -3,8 +3,6 @@
 - :mod:`~entropic_ae.models.mlp`: fully connected autoencoders and exact pruning (chapters 2–3);
 - :mod:`~entropic_ae.models.conv`: the convolutional backbone of the EAE paper, and the VAE and
   two-stage VAE built on it (chapter 4);
-- :mod:`~entropic_ae.models.zoo`: the systems of the paper's Table 1 by name, each a model
-  with its loss and loss weights;
 - :mod:`~entropic_ae.models.lenet`: the small classifier whose features define the book's
   Fréchet distance on grey images.
 """
@@ -16,34 +14,22 @@ from entropic_ae.models.conv import (
     ConvEncoder,
     ConvVAE,
     SecondStageVAE,
-    TwoStageVAE,
     conv_architecture,
 )
 from entropic_ae.models.lenet import LeNetFeatures, feature_network
 from entropic_ae.models.mlp import MLPAutoencoder, PruneReport, prune
-from entropic_ae.models.zoo import (
-    CONV_MODEL_NAMES,
-    ConvGenerativeModel,
-    build_conv_model,
-    reference_weights,
-)
 
 __all__ = [
-    "CONV_MODEL_NAMES",
     "ConvArchitecture",
     "ConvAutoencoder",
     "ConvDecoder",
     "ConvEncoder",
-    "ConvGenerativeModel",
     "ConvVAE",
     "LeNetFeatures",
     "MLPAutoencoder",
     "PruneReport",
     "SecondStageVAE",
-    "TwoStageVAE",
-    "build_conv_model",
     "conv_architecture",
     "feature_network",
     "prune",
-    "reference_weights",
 ]

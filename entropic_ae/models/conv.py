@@ -12,9 +12,10 @@ maps 28 → 14 → 7 → 4 → 2, 32 → 16 → 8 → 4 → 2 and 64 → 32 → 
 
 Model classes: :class:`ConvAutoencoder` (deterministic; optional bottleneck batch norm without
 affine parameters, optional spectral normalisation of the decoder), :class:`ConvVAE` (a
-Gaussian posterior, optionally a learned decoder variance γ) and :class:`TwoStageVAE` (Dai &
-Wipf's second VAE on the codes of a first one). Their losses live in :mod:`entropic_ae.losses`;
-:func:`entropic_ae.models.zoo.build_conv_model` puts models and losses together by name.
+Gaussian posterior, optionally a learned decoder variance γ: the first stage of Dai & Wipf's
+two-stage VAE) and :class:`SecondStageVAE` (their second VAE, on the codes of the first, which
+the book treats as that system's sampler). Their losses live in :mod:`entropic_ae.losses`;
+:mod:`entropic_ae.systems` puts models, losses and weights together by name.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ __all__ = [
     "ConvEncoder",
     "ConvVAE",
     "SecondStageVAE",
-    "TwoStageVAE",
     "conv_architecture",
 ]
 
@@ -281,37 +281,3 @@ class SecondStageVAE(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.decode(self.posterior(z)[0])
-
-
-class TwoStageVAE(nn.Module):
-    """Dai & Wipf's two-stage VAE: a :class:`ConvVAE` with a learned decoder variance, and a
-    :class:`SecondStageVAE` trained afterwards on the first stage's codes.
-
-    ``encode``/``decode``/``forward`` are the first stage's (images ↔ codes);
-    :meth:`decode_prior` maps draws :math:`u \\sim \\mathcal N(0, I)` through the second decoder
-    to first-stage codes, which is how the model generates.
-    """
-
-    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 16,
-                 width: float = 1.0, second_hidden: int = 1024, second_depth: int = 2) -> None:
-        super().__init__()
-        self.first = ConvVAE(image_shape, latent_dim, width, learn_gamma=True)
-        self.second = SecondStageVAE(latent_dim, latent_dim, second_hidden, second_depth)
-        self.image_shape = self.first.image_shape
-        self.latent_dim = latent_dim
-
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.first.posterior(x)
-
-    def encode(self, x: torch.Tensor, pre_norm: bool = False) -> torch.Tensor:
-        return self.first.encode(x)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.first.decode(z)
-
-    def decode_prior(self, u: torch.Tensor) -> torch.Tensor:
-        """First-stage codes :math:`\\hat z = D_2(u)` for second-stage latents ``u``."""
-        return self.second.decode(u)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.first(x)

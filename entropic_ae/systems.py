@@ -1,0 +1,320 @@
+r"""Every system the book trains, one record each: what it minimises, with which weights and
+from which reference, its bottleneck, how it is sampled, and how it is built.
+
+``SYSTEMS[name]`` is a :class:`System`; ``RunConfig.model`` names one. A system's objective
+is its loss function from :mod:`entropic_ae.losses` (the mathematics) with the weights of its
+record (the numbers and their sources), plus, for some chapter-2/3 systems, a regulariser that
+acts around the optimiser step (:class:`entropic_ae.training.Regulariser`). So "what does X
+minimise, with which β, from which reference?" is answered by ``SYSTEMS["X"]`` here and the
+function it names in ``losses``.
+
+Conversions of the chapter-4 weights to the book's per-image *summed* squared error (the EAE
+paper's Eq. 2):
+
+* Ghosh et al.'s RAE code (AE, AE-L2, RAE, RAE-L2, RAE-GP, RAE-SN) averages the squared error
+  over the :math:`N` pixels (MNIST padded to 32×32: :math:`N = 1024`; CIFAR-10 3072; CelebA
+  12288) and penalises :math:`\beta\frac1d\lVert z\rVert^2`: multiplying the loss by :math:`N`
+  gives ``code_l2`` (:math:`\frac12\lVert z\rVert^2`) the weight :math:`2N\beta/d`, the decoder
+  L2 the weight :math:`N\lambda`, and the gradient penalty (averaged over the :math:`d` code
+  dimensions there) :math:`N\lambda/d`.
+* Their VAE and CV-VAE sum the error over the pixels (per channel): their KL weight carries
+  over (divided by 3 for colour images).
+* Tolstikhin et al.'s WAE uses :math:`0.05\cdot` the summed error on MNIST: dividing by 0.05
+  turns their :math:`\lambda = 10` into 200.
+* Dai & Wipf's two-stage VAE learns the decoder variance :math:`\gamma`: no weight to convert.
+* The EAE's :math:`\beta` multiplies the entropy in nats next to the same summed error
+  (the paper's Eq. 2): :math:`\beta = 1` on MNIST (its Figure 1).
+
+Fashion-MNIST has no reference configuration anywhere: it takes MNIST's weights (same size and
+range). "Reference settings" in the book means these loss weights; the optimisation (epochs,
+learning rate, schedule) is the book's one stated policy for every system (chapter 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from torch import nn
+
+from entropic_ae import losses
+from entropic_ae.models.conv import ConvAutoencoder, ConvVAE
+
+if TYPE_CHECKING:
+    from entropic_ae.experiments.config import RunConfig
+
+__all__ = ["CONV", "MLP", "SYSTEMS", "Objective", "System", "Weight", "settings_table"]
+
+
+@dataclass(frozen=True)
+class Weight:
+    """A loss weight and where it comes from (reference and conversion)."""
+
+    value: float
+    source: str
+
+
+class Objective(NamedTuple):
+    """What :func:`entropic_ae.training.train` minimises for one config: the loss function
+    ``loss(model, x)``, the term weights (missing terms weigh 1) and the regularisers."""
+
+    loss: Callable[..., dict]
+    weights: dict[str, float]
+    regularisers: list
+
+
+def _no_objective(config: RunConfig) -> Objective:  # pragma: no cover - never a default in use
+    raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class System:
+    """One system (see the module docstring).
+
+    ``loss`` is a function of :mod:`entropic_ae.losses` called with ``loss_params``;
+    ``weights[dataset][term]`` its reference weights (``"*"``: every dataset), overridable per
+    run with the option ``weights``; ``build(config, image_shape)`` makes the untrained model.
+    ``sampler``: ``"prior"`` (trained towards :math:`\\mathcal N(0, I)`), ``"two-stage"`` (a
+    second VAE fitted to the codes) or ``"fitted"`` (only a density fitted to the codes after
+    training). Chapter-2/3 systems take their weights and regularisers from the run's options
+    through ``objective_from``.
+    """
+
+    name: str
+    family: str
+    summary: str
+    loss: Callable[..., dict]
+    build: Callable[..., nn.Module]
+    weights: Mapping[str, Mapping[str, Weight]] = field(default_factory=dict)
+    loss_params: Mapping[str, Any] = field(default_factory=dict)
+    bottleneck: str = "linear"
+    sampler: str = "fitted"
+    objective_from: Callable[[RunConfig], Objective] | None = None
+
+    def reference_weights(self, dataset: str) -> dict[str, float]:
+        """The reference weights on ``dataset`` (Fashion-MNIST: MNIST's)."""
+        table = self.weights.get(dataset) or self.weights.get(
+            "mnist" if dataset == "fashion-mnist" else "", None) or self.weights.get("*", {})
+        return {term: w.value for term, w in table.items()}
+
+    def objective(self, config: RunConfig) -> Objective:
+        """The loss, weights and regularisers that train ``config``."""
+        if self.objective_from is not None:
+            return self.objective_from(config)
+        weights = self.reference_weights(config.dataset)
+        loss = partial(self.loss, **self.loss_params) if self.loss_params else self.loss
+        overrides = dict(config.options.weights)
+        unknown = set(overrides) - set(weights) - {"recon", "decoder_l2"}
+        if unknown:
+            raise ValueError(f"{self.name} has no loss term(s) {sorted(unknown)}; its weighted "
+                             f"terms are {['recon', *weights]} (and optionally 'decoder_l2')")
+        if overrides.get("decoder_l2") and "decoder_l2" not in weights:
+            loss = losses.with_decoder_l2(loss)
+        weights.update(overrides)
+        return Objective(loss, weights, [])
+
+
+# --- Chapter 4: the systems of the EAE paper's Table 1 on one backbone -------------------------
+
+def _conv(bottleneck_norm: bool, spectral_norm: bool = False) -> Callable[..., nn.Module]:
+    def build(config: RunConfig, image_shape: tuple[int, int, int]) -> nn.Module:
+        sn = config.options.spectral_norm
+        return ConvAutoencoder(image_shape, config.options.latent_dim, config.options.width,
+                               bottleneck_norm=bottleneck_norm,
+                               decoder_spectral_norm=spectral_norm if sn is None else sn)
+    return build
+
+
+def _vae(learn_gamma: bool) -> Callable[..., nn.Module]:
+    def build(config: RunConfig, image_shape: tuple[int, int, int]) -> nn.Module:
+        return ConvVAE(image_shape, config.options.latent_dim, config.options.width,
+                       learn_gamma=learn_gamma)
+    return build
+
+
+RAE_CODE = "Ghosh et al. (2019), RAE code"
+_EAE_SOURCE = "Ghose et al. (2020), Eq. 2 and Figure 1: β = 1 on the summed error"
+
+
+def _w(mnist: float, cifar: float, celeba: float, source: str) -> dict[str, Weight]:
+    return {"mnist": Weight(mnist, source), "cifar10": Weight(cifar, source),
+            "celeba": Weight(celeba, source)}
+
+
+def _by_dataset(**terms: dict[str, Weight]) -> dict[str, dict[str, Weight]]:
+    """{term: {dataset: Weight}} → {dataset: {term: Weight}}."""
+    out: dict[str, dict[str, Weight]] = {}
+    for term, per in terms.items():
+        for dataset, weight in per.items():
+            out.setdefault(dataset, {})[term] = weight
+    return out
+
+
+_NONE = {"mnist": {}, "cifar10": {}, "celeba": {}}
+_DECODER_L2 = _w(1.024e-4, 3.072e-3, 1.2288e-3, f"{RAE_CODE}: L2 1e-7 on the decoder kernels, "
+                                                "× N")
+
+CONV: dict[str, System] = {s.name: s for s in [
+    System("AE", "conv", "reconstruction only", losses.ae, _conv(False), _NONE),
+    System("AE-L2", "conv", "reconstruction + λ‖W_D‖²", losses.ae_l2, _conv(False),
+           _by_dataset(decoder_l2=_DECODER_L2)),
+    System("BN-AE", "conv", "reconstruction only, batch-normalised codes", losses.ae,
+           _conv(True), _NONE, bottleneck="batch norm", sampler="prior"),
+    System("EAE", "conv", "reconstruction − β · Kozachenko–Leonenko entropy of the batch's codes",
+           losses.eae, _conv(True),
+           _by_dataset(neg_entropy=_w(1.0, 0.5, 1.0, _EAE_SOURCE + " (CIFAR-10 0.5, CelebA 1: "
+                                                                   "its section 5)")),
+           loss_params={"k": 1}, bottleneck="batch norm", sampler="prior"),
+    System("BN-AE+logdet", "conv", "reconstruction − β · ½ log det of the codes' correlation "
+           "(the EAE's term reduced to decorrelation)", losses.bn_decorrelation, _conv(True),
+           _by_dataset(neg_logdet=_w(1.0, 0.5, 1.0, "this book: the EAE's β")),
+           bottleneck="batch norm", sampler="prior"),
+    System("EAE-MB", "conv", "reconstruction − β · the book's minibatch entropy surrogate",
+           losses.eae_mb, _conv(True),
+           _by_dataset(neg_entropy=_w(1.0, 0.5, 1.0, "this book: the EAE's β (also in nats)")),
+           bottleneck="batch norm", sampler="prior"),
+    System("VAE", "conv", "reconstruction of z = μ + σε + β · KL(q(z|x) ‖ N(0, I))", losses.vae,
+           _vae(False),
+           _by_dataset(kl=_w(0.312, 0.072, 0.271, f"{RAE_CODE}: KL weight on the summed error")),
+           bottleneck="z = μ + σ ⊙ ε", sampler="prior"),
+    System("CV-VAE", "conv", "reconstruction of z = E(x) + σ₀ε + β · ½‖E(x)‖², σ₀ = 0.7",
+           losses.cv_vae, _conv(False),
+           _by_dataset(kl=_w(0.039, 2.7e-3, 0.03, f"{RAE_CODE}: constant_sigma 0.7, KL weight")),
+           loss_params={"sigma": 0.7}, bottleneck="z = E(x) + σ₀ ε", sampler="prior"),
+    System("WAE-MMD", "conv", "reconstruction + λ · MMD²(codes, N(0, I)), IMQ kernel",
+           losses.wae, _conv(False),
+           _by_dataset(mmd=_w(200.0, 18.4, 500.0, "Tolstikhin et al. (2018): λ next to 0.05 × "
+                                                  "summed error → λ / 0.05")),
+           sampler="prior"),
+    System("2SVAE", "conv", "−log N(x; D(z), γI) + KL with learned γ; a second VAE on the codes",
+           losses.two_stage_first, _vae(True),
+           {"*": {"recon": Weight(0.0, "logged only"),
+                  "nll": Weight(1.0, "Dai & Wipf (2019): learned decoder variance γ"),
+                  "kl": Weight(1.0, "Dai & Wipf (2019)")}},
+           bottleneck="z = μ + σ ⊙ ε", sampler="two-stage"),
+    System("RAE", "conv", "reconstruction + β · ½‖z‖²", losses.rae, _conv(False),
+           _by_dataset(code_l2=_w(0.064, 0.48, 0.0384, f"{RAE_CODE}: β on (1/d)‖z‖², × 2N/d"))),
+    System("RAE-L2", "conv", "reconstruction + β · ½‖z‖² + λ‖W_D‖²", losses.rae_l2,
+           _conv(False),
+           _by_dataset(code_l2=_w(0.0128, 0.048, 0.0384, f"{RAE_CODE}: β × 2N/d"),
+                       decoder_l2=_DECODER_L2)),
+    System("RAE-GP", "conv", "reconstruction + β · ½‖z‖² + λ‖∇_z‖D(z)‖²‖²", losses.rae_gp,
+           _conv(False),
+           _by_dataset(code_l2=_w(0.0128, 0.0432, 0.0384, f"{RAE_CODE}: β × 2N/d"),
+                       decoder_gp=_w(3.2e-6, 0.0, 1.92e-5, f"{RAE_CODE}: penalty × N/d"))),
+    System("RAE-SN", "conv", "reconstruction + β · ½‖z‖², spectrally normalised decoder",
+           losses.rae, _conv(False, spectral_norm=True),
+           _by_dataset(code_l2=_w(1.152, 1.44, 0.9216, f"{RAE_CODE}: β × 2N/d; spectral norm "
+                                                       "of the decoder"))),
+]}
+
+#: The systems of the paper's Table 1 (BN-AE is its section 5.2's ablation).
+PAPER_TABLE = ("AE", "AE-L2", "VAE", "CV-VAE", "WAE-MMD", "2SVAE", "RAE", "RAE-L2", "RAE-GP",
+               "RAE-SN", "EAE")
+
+# --- Chapters 2 and 3: fully connected autoencoders ----------------------------------------------
+
+
+def _mlp_build(config: RunConfig, image_shape: tuple[int, ...]) -> nn.Module:
+    from entropic_ae.models.mlp import MLPAutoencoder
+
+    return MLPAutoencoder(list(config.options.layer_sizes), image_shape=image_shape)
+
+
+def _plain(config: RunConfig) -> Objective:
+    return Objective(losses.mse, {"mse": config.options.w_mse}, [])
+
+
+def _layer(config: RunConfig) -> int:
+    if config.options.layer is None:
+        raise ValueError(f"{config.model} needs the option layer (the regularised hidden layer)")
+    return config.options.layer
+
+
+def _entropy_objective(loss: Callable[..., dict], config: RunConfig, **params: Any) -> Objective:
+    """MSE + λ₂ · an entropy term, inside the optimiser's step or as a decoupled step."""
+    o = config.options
+    full = partial(loss, **params)
+    if not o.decoupled:
+        return Objective(full, {"mse": o.w_mse, "entropy": o.w_reg}, [])
+    from entropic_ae.paths import Decoupled
+
+    term = Decoupled(lambda model, x: full(model, x)["entropy"], o.w_reg, name="entropy")
+    return Objective(losses.mse, {"mse": o.w_mse}, [term])
+
+
+def _compactifier(config: RunConfig) -> Objective:
+    o = config.options
+    return _entropy_objective(losses.compactifier, config, layer=_layer(config),
+                              variant=o.variant, alpha=o.alpha)
+
+
+def _data_compactifier(config: RunConfig) -> Objective:
+    return _entropy_objective(losses.data_compactifier, config, layer=_layer(config),
+                              alpha=config.options.alpha)
+
+
+def _path(config: RunConfig) -> Objective:
+    from entropic_ae.paths import PathEntropyTerm
+
+    o = config.options
+    term = PathEntropyTerm(weight=o.w_reg, every=o.path_every, alpha=o.alpha, mode=o.path_mode,
+                           decoupled=o.decoupled)
+    return Objective(losses.mse, {"mse": o.w_mse}, [term])
+
+
+def _path_data(config: RunConfig) -> Objective:
+    from entropic_ae.paths import DataPathEntropyTerm
+
+    o = config.options
+    term = DataPathEntropyTerm(weight=o.w_reg, every=o.path_every, alpha=o.alpha,
+                               mode=o.path_mode, decoupled=o.decoupled,
+                               objective=o.path_objective, tau=o.tau,
+                               layers=None if o.path_layers is None else list(o.path_layers))
+    return Objective(losses.mse, {"mse": o.w_mse}, [term])
+
+
+MLP: dict[str, System] = {s.name: s for s in [
+    System("plain", "mlp", "mean squared error per pixel (λ₁ · MSE)", losses.mse, _mlp_build,
+           objective_from=_plain),
+    System("compactifier", "mlp", "λ₁ · MSE + λ₂ · H_α of one layer's weight activity "
+           "(the first document's entropic compactifier)", losses.compactifier, _mlp_build,
+           objective_from=_compactifier),
+    System("compactifier-data", "mlp", "λ₁ · MSE + λ₂ · H_α of one layer's data-dependent "
+           "activity E|h_j| ‖W_out[:, j]‖₁", losses.data_compactifier, _mlp_build,
+           objective_from=_data_compactifier),
+    System("path", "mlp", "λ₁ · MSE + λ₂ · the entropy of the weight path distribution "
+           "(the first document's path entropy), every k steps", losses.mse, _mlp_build,
+           objective_from=_path),
+    System("path-data", "mlp", "λ₁ · MSE + λ₂ · a batch-level entropy of the data-dependent "
+           "path mass, every k steps", losses.mse, _mlp_build, objective_from=_path_data),
+]}
+
+TOY: dict[str, System] = {"lin": System(
+    "lin", "toy", "mean squared error of a linear autoencoder on synthetic data", losses.mse,
+    lambda config, shape: nn.Sequential(nn.Linear(config.options.dim, config.options.latent),
+                                        nn.Linear(config.options.latent, config.options.dim)),
+    objective_from=lambda config: Objective(losses.mse, {}, []))}
+
+#: Every system by name.
+SYSTEMS: dict[str, System] = {**CONV, **MLP, **TOY}
+
+
+def settings_table(dataset: str = "mnist", names: tuple[str, ...] | None = None) -> Any:
+    """The chapter-4 systems' settings as a table (pandas): bottleneck, what each minimises,
+    its weights on ``dataset`` and where they come from."""
+    import pandas as pd
+
+    rows = []
+    for name in names or tuple(CONV):
+        s = CONV[name]
+        table = (s.weights.get(dataset) or s.weights.get("mnist" if dataset == "fashion-mnist"
+                                                         else "", None) or s.weights.get("*", {}))
+        rows.append({"model": name, "bottleneck": s.bottleneck, "minimises": s.summary,
+                     "weights": ", ".join(f"{k} {w.value:g}" for k, w in table.items()
+                                          if w.value) or "–",
+                     "source": "; ".join(dict.fromkeys(w.source for w in table.values()))
+                     or "–"})
+    return pd.DataFrame(rows).set_index("model")
