@@ -163,6 +163,7 @@ def test_gathering_names_unreadable_tables_and_keeps_the_rest(tmp_path):
 # --- sweeps of the stand-in notebook --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_values_that_read_alike_run_in_folders_of_their_own(tmp_path, monkeypatch, capsys):
     """``a/b`` and ``a_b`` have one slug but their own folders and rows; a repeated value runs
     once; two local runs at once each get their own GPU, one thread and the serial scheduler."""
@@ -184,6 +185,7 @@ def test_values_that_read_alike_run_in_folders_of_their_own(tmp_path, monkeypatc
         assert saved["swept"] == {"x": value} and saved["parameters"]["x"] == value
 
 
+@pytest.mark.slow
 def test_values_reach_the_notebook_exactly_and_an_empty_table_is_named(tmp_path, capsys):
     nb = _notebook(tmp_path / "n.ipynb")
     out = tmp_path / "out"
@@ -200,6 +202,7 @@ def test_values_reach_the_notebook_exactly_and_an_empty_table_is_named(tmp_path,
     assert row["x"] == 1e-10 and row["z"] == "[1, 2.0, null, true]"  # lists as JSON
 
 
+@pytest.mark.slow
 def test_reruns_follow_the_notebook_and_the_package(tmp_path, monkeypatch, capsys):
     """A rerun skips an unchanged run, and reruns one whose notebook code or package changed;
     only the tables the current runs wrote are gathered (not leftovers, nor earlier tables)."""
@@ -229,6 +232,7 @@ def test_reruns_follow_the_notebook_and_the_package(tmp_path, monkeypatch, capsy
     assert main(command) == 0 and "ran 0, skipped 1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_dask_cluster_runs_the_sweep_and_a_failure_is_reported(tmp_path, capsys):
     from distributed import LocalCluster
 
@@ -246,6 +250,7 @@ def test_a_dask_cluster_runs_the_sweep_and_a_failure_is_reported(tmp_path, capsy
     assert not (run_folder(out, {"fail": True}, "n.ipynb") / ".done").exists()
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_fails_fast_in_one_line(tmp_path):
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
