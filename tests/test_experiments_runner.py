@@ -1,104 +1,189 @@
-"""fit and load_model: training through the cache, resuming a lineage, integrity checks."""
+"""fit and load_model through the run cache: trained once, resumed, never stale, never
+corrupted by concurrent writers, damage named and repaired (entropic_ae.experiments.runner and
+.cache)."""
 
 import json
+import multiprocessing
+import os
 
 import pytest
 import torch
 
 from entropic_ae.experiments import CorruptRunError, RunCache, RunConfig, fit, load_model
+from entropic_ae.experiments import cache as cache_module
+from entropic_ae.experiments import context
 
 TOY = RunConfig.make("toy", "lin", n_train=256, epochs=3, batch_size=32, lr=1e-2, seed=0)
+
+
+def folder_of(config, root):
+    cache = RunCache(root)
+    return cache.run_dir(config, context.data_fingerprint(config, None))
 
 
 def test_fit_trains_once_then_reads_the_cache(tmp_path):
     first = fit(TOY, tmp_path)
     assert not first["cached"] and first["epochs"] == 3 and first["resumed_from"] == 0
+    assert len(first["history"]["terms"]["mse"]) == 3 and first["seconds"] > 0
     again = fit(TOY, tmp_path)
     assert again["cached"] and again["metrics"] == first["metrics"]
-    assert (RunCache(tmp_path).run_dir(TOY) / "config.json").is_file()
+    assert (folder_of(TOY, tmp_path) / "config.json").is_file()
 
 
-def test_a_longer_run_resumes_the_shorter_one_bit_identically(tmp_path):
-    fit(TOY, tmp_path / "a")
+def test_a_longer_run_resumes_the_longest_shorter_one_bit_identically(tmp_path):
+    fit(TOY.replace(epochs=2), tmp_path / "a")
+    fit(TOY, tmp_path / "a")  # resumes from 2
     longer = TOY.replace(epochs=5)
     resumed = fit(longer, tmp_path / "a")
     scratch = fit(longer, tmp_path / "b")
     assert resumed["resumed_from"] == 3 and scratch["resumed_from"] == 0
     assert resumed["metrics"] == scratch["metrics"]
-    assert fit(TOY, tmp_path / "a")["cached"]  # the shorter run is still there, untouched
+    assert resumed["history"] == scratch["history"]
+    assert fit(TOY, tmp_path / "a")["cached"]
 
 
 def test_measurement_options_reuse_the_trained_model(tmp_path):
     fit(TOY, tmp_path)
-    other = fit(TOY.replace(measure={"unused": 1}), tmp_path)
-    assert not other["cached"] and other["metrics"] == fit(TOY, tmp_path)["metrics"]
+    checkpoint = folder_of(TOY, tmp_path) / "checkpoint.pt"
+    before = checkpoint.stat().st_mtime_ns
+    other = fit(TOY.replace(n_eval=100), tmp_path)
+    assert not other["cached"] and other["metrics"]["first_weight"] == fit(
+        TOY, tmp_path)["metrics"]["first_weight"]
+    assert checkpoint.stat().st_mtime_ns == before  # measured, not retrained
 
 
-def test_a_damaged_record_or_checkpoint_is_never_used(tmp_path):
+def test_a_code_change_retrains_and_a_measurement_code_change_only_remeasures(tmp_path,
+                                                                              monkeypatch):
     fit(TOY, tmp_path)
-    cache = RunCache(tmp_path)
-    record = cache.record_path(TOY)
-    data = json.loads(record.read_text())
-    data["metrics"]["mse"] = 0.0
-    record.write_text(json.dumps(data))
-    with pytest.raises(CorruptRunError, match="checksum"):
-        fit(TOY, tmp_path)
-    assert not fit(TOY, tmp_path, on_corrupt="retrain")["cached"]
-    checkpoint = cache.checkpoint(TOY)
-    raw = bytearray(checkpoint.read_bytes())
+    checkpoint = folder_of(TOY, tmp_path) / "checkpoint.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    monkeypatch.setattr(cache_module, "measure_code_digest", lambda: "another-metric")
+    remeasured = fit(TOY, tmp_path)
+    assert not remeasured["cached"] and checkpoint.stat().st_mtime_ns == stamp
+    monkeypatch.setattr(cache_module, "training_code_digest", lambda: "another-loss")
+    retrained = fit(TOY, tmp_path)
+    assert not retrained["cached"] and retrained["folder"] != str(checkpoint.parent)
+
+
+def test_other_data_retrains(tmp_path, monkeypatch):
+    first = fit(TOY, tmp_path)
+    real = context.toy_data
+    monkeypatch.setattr(context, "toy_data", lambda n, dim: real(n, dim) + 1.0)
+    context._digest_of.cache_clear()
+    try:
+        moved = fit(TOY, tmp_path)
+    finally:
+        context._digest_of.cache_clear()
+    assert not moved["cached"] and moved["folder"] != first["folder"]
+
+
+def damage(path):
+    raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
-    checkpoint.write_bytes(bytes(raw))
-    with pytest.raises(CorruptRunError, match="does not match"):
+    path.write_bytes(bytes(raw))
+
+
+def test_a_damaged_record_is_named_and_only_it_is_replaced(tmp_path):
+    fit(TOY, tmp_path)
+    other = TOY.replace(n_eval=64)
+    fit(other, tmp_path)
+    cache = RunCache(tmp_path)
+    data = context.data_fingerprint(TOY, None)
+    record = cache.record_path(TOY, data)
+    stored = json.loads(record.read_text())
+    stored["metrics"]["mse"] = 0.0
+    record.write_text(json.dumps(stored))
+    with pytest.raises(CorruptRunError, match=f"{record}.*checksum") as info:
         fit(TOY, tmp_path)
+    assert info.value.path == record
+    checkpoint = cache.run_dir(TOY, data) / "checkpoint.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    assert not fit(TOY, tmp_path, on_corrupt="retrain")["cached"]
+    assert checkpoint.stat().st_mtime_ns == stamp  # the model was sound: not retrained
+    assert fit(other, tmp_path)["cached"]  # the other record was left alone
 
 
-def test_load_model_returns_the_trained_weights(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not been trained"):
+def test_a_damaged_checkpoint_is_named_and_retrained(tmp_path):
+    first = fit(TOY, tmp_path)
+    checkpoint = folder_of(TOY, tmp_path) / "checkpoint.pt"
+    damage(checkpoint)
+    with pytest.raises(CorruptRunError, match="checkpoint.pt does not match") as info:
+        fit(TOY, tmp_path)
+    assert info.value.path == checkpoint
+    again = fit(TOY, tmp_path, on_corrupt="retrain")
+    assert not again["cached"] and again["metrics"] == first["metrics"]
+
+
+def test_a_damaged_shorter_run_is_skipped_with_its_name_not_resumed(tmp_path):
+    fit(TOY.replace(epochs=2), tmp_path)
+    shorter = folder_of(TOY.replace(epochs=2), tmp_path) / "checkpoint.pt"
+    damage(shorter)
+    with pytest.warns(UserWarning, match=f"not resuming from {shorter}"):
+        longer = fit(TOY, tmp_path)
+    assert longer["resumed_from"] == 0
+    assert longer["metrics"] == fit(TOY, tmp_path / "clean")["metrics"]
+
+
+def test_load_model_loads_the_checkpoint_and_never_trains(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has not been trained"):
         load_model(TOY, tmp_path)
-    record = fit(TOY, tmp_path)
-    model = load_model(TOY, tmp_path, device="cpu")
+    record = fit(TOY.replace(epochs=2), tmp_path)
+    cache = RunCache(tmp_path)
+    data = context.data_fingerprint(TOY, None)
+    assert cache.start_from_shorter(TOY, data) == 2  # a partial checkpoint of the 3-epoch run
+    with pytest.raises(ValueError, match="2 of the 3 epochs.*never trains"):
+        load_model(TOY, tmp_path)
+    model = load_model(TOY.replace(epochs=2), tmp_path, device="cpu")
     assert next(model.parameters()).flatten()[0].item() == record["metrics"]["first_weight"]
     assert not model.training
 
 
+def _fit_in_process(args):
+    config_dict, root = args
+    torch.set_num_threads(1)
+    record = fit(RunConfig.from_dict(config_dict), root)
+    return record["cached"], record["metrics"]["first_weight"]
+
+
+@pytest.mark.slow
+def test_concurrent_processes_training_one_model_corrupt_nothing(tmp_path):
+    """Configs that differ only in measurement options share one training run."""
+    base = TOY.replace(n_train=4000, epochs=4)
+    configs = [base.replace(n_eval=n) for n in (16, 32, 64, 128, 256, 512)]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        results = pool.map(_fit_in_process, [(c.to_dict(), str(tmp_path)) for c in configs])
+    assert len({w for _, w in results}) == 1  # one trained model
+    for config in configs:  # every record loads: none bound to a checkpoint it did not see
+        assert fit(config, tmp_path)["cached"]
+
+
+def test_a_relative_cache_folder_is_resolved_where_it_is_given(tmp_path, monkeypatch):
+    from entropic_ae.experiments import cluster, run_grid
+
+    (tmp_path / "client").mkdir()
+    (tmp_path / "worker").mkdir()
+    monkeypatch.chdir(tmp_path / "client")
+    real = cluster._execute
+
+    def elsewhere(*args):  # a worker whose working directory is another one
+        os.chdir(tmp_path / "worker")
+        try:
+            return real(*args)
+        finally:
+            os.chdir(tmp_path / "client")
+
+    monkeypatch.setattr(cluster, "_execute", elsewhere)
+    run_grid([TOY], "serial", cache_dir="rel", progress=False)
+    assert (tmp_path / "client" / "rel" / "runs").is_dir()
+    assert not (tmp_path / "worker" / "rel").exists()
+    assert load_model(TOY, "rel").training is False
+
+
 def test_failures_are_clear(tmp_path):
     with pytest.raises(ValueError, match="asked to fail"):
-        fit(TOY.replace(options={"fault": "raise"}), tmp_path)
+        fit(TOY.replace(fault="raise"), tmp_path)
     with pytest.raises(TypeError, match="RunConfig"):
         fit({"family": "toy"}, tmp_path)
     with pytest.raises(ValueError, match="on_corrupt"):
         fit(TOY, tmp_path, on_corrupt="ignore")
-
-
-def test_mlp_and_conv_families_run_end_to_end(tmp_path, monkeypatch):
-    """Tiny runs on synthetic stand-ins for MNIST: every measurement comes back finite."""
-    from entropic_ae.experiments import context
-
-    def fake(dataset, split, limit, root):
-        n = 64 if split == "train" else 40
-        gen = torch.Generator().manual_seed(0 if split == "train" else 1)
-        x = torch.rand(n, 1, 28, 28, generator=gen)
-        return x[:limit], torch.arange(n)[:limit] % 10
-
-    monkeypatch.setattr(context, "_cached_images", fake)
-    mlp = RunConfig.make("mlp", "compactifier", n_train=64, epochs=1, batch_size=32,
-                         layer_sizes=[784, 8, 4, 8, 784], objective="compactifier", layer=2,
-                         w_reg=0.1, alpha=0.5, measure={"n_test": 40, "ablation_images": 40})
-    record = fit(mlp, tmp_path)
-    m = record["metrics"]
-    assert m["layers"] == [1, 2, 3] and len(m["active_units"]) == 3 and m["test_mse"] > 0
-    assert 0 <= m["layer_active_units"] <= 4 and 1 <= m["eff_in"] <= 4
-    path = mlp.replace(model="path", options={"objective": "path", "path_every": 2,
-                                              "layer": None, "alpha": None})
-    assert fit(path, tmp_path)["metrics"]["effective_nodes"][1] >= 1
-    import entropic_ae.experiments.conv as conv_family
-
-    monkeypatch.setattr(conv_family, "_extractor", lambda config, ctx: torch.nn.Flatten())
-    for name in ("EAE", "2SVAE"):
-        conv = RunConfig.make("conv", name, n_train=64, epochs=1, batch_size=32, width=1 / 32,
-                              latent_dim=3, measure={"n_test": 40, "n_samples": 40,
-                                                     "gmm_components": 2, "kl_codes": 64,
-                                                     "bootstrap": 3, "ablation_images": 20})
-        m = fit(conv, tmp_path)["metrics"]
-        assert all(m[k] > 0 for k in ("fd_normal", "fd_gmm", "recon_mse", "fd_normal_sd"))
-        assert 0 <= m["active_units"] <= 3

@@ -1,0 +1,49 @@
+"""What is measured on trained runs, per family, on synthetic stand-ins for the datasets
+(entropic_ae.experiments.measure)."""
+
+import math
+
+import pytest
+import torch
+
+from entropic_ae.experiments import RunConfig, context, fit, load_model
+from entropic_ae.experiments.measure import conv as conv_measure
+
+
+@pytest.fixture
+def fake_images(monkeypatch):
+    def fake(dataset, split, root):
+        n = 96 if split == "train" else 40
+        gen = torch.Generator().manual_seed(0 if split == "train" else 1)
+        return torch.rand(n, 1, 28, 28, generator=gen), torch.arange(n) % 10
+
+    monkeypatch.setattr(context, "_split", fake)
+    context._digest_of.cache_clear()
+    yield
+    context._digest_of.cache_clear()
+
+
+def test_an_mlp_run_reports_widths_per_layer(tmp_path, fake_images):
+    config = RunConfig.make("mlp", "compactifier", n_train=64, epochs=1, batch_size=32,
+                            layer_sizes=[784, 8, 4, 8, 784], layer=2, w_reg=0.1, alpha=0.5,
+                            n_val=16, patience=1, measure={"n_test": 40, "ablation_images": 40})
+    m = fit(config, tmp_path)["metrics"]
+    assert m["layers"] == [1, 2, 3] and m["widths"] == [8, 4, 8] and m["test_mse"] > 0
+    assert len(m["active_units"]) == 3 and 0 <= m["layer_active_units"] <= 4
+    assert 1 <= m["eff_in"] <= 4 and len(m["per_class_mse"]) == 10
+
+
+@pytest.mark.parametrize("name", ["EAE", "2SVAE", "CV-VAE"])
+def test_a_conv_run_scores_its_samples(tmp_path, fake_images, monkeypatch, name):
+    monkeypatch.setattr(conv_measure, "_extractor", lambda *args: torch.nn.Flatten())
+    config = RunConfig.make("conv", name, n_train=64, epochs=1, batch_size=32, width=1 / 32,
+                            latent_dim=3, measure={"n_test": 40, "n_samples": 40,
+                                                   "gmm_components": 2, "kl_codes": 64,
+                                                   "bootstrap": 3, "ablation_images": 20,
+                                                   "second_epochs": 1})
+    record = fit(config, tmp_path)
+    m = record["metrics"]
+    assert all(m[k] > 0 for k in ("fd_normal", "fd_gmm", "recon_mse", "fd_normal_sd"))
+    assert 0 <= m["active_units"] <= 3 and math.isfinite(m["kl_to_normal"])
+    assert any(f.startswith("sampler-") for f in record["files"]) == (name == "2SVAE")
+    assert not load_model(config, tmp_path).training
