@@ -151,3 +151,10 @@ def test_the_local_cluster_gives_its_workers_one_thread_and_no_malloc_trim(monke
         cluster.shutdown()
     assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1", "threads": 1}
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536", "this process's environment kept"
+
+
+def test_named_groups_come_back_as_a_column(tmp_path):
+    table = run_grid({"a": grid(TOY, seed=[0, 1]), "b": [TOY]}, "serial", cache_dir=tmp_path,
+                     progress=False)
+    assert table["group"].tolist() == ["a", "a", "b"]
+    assert table.loc[table.group == "b", "mse"].item() == table["mse"].iloc[0]

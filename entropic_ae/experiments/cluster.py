@@ -40,7 +40,7 @@ import os
 import threading
 import traceback
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,16 @@ def _cached_records(unique: list[RunConfig], cache: Any, root: Any, on_corrupt: 
     return pending
 
 
-def run_grid(configs: Iterable[RunConfig], client: Any = None, *,
+def _grouped(configs: Iterable[RunConfig] | Mapping[str, Iterable[RunConfig]]
+             ) -> tuple[list[RunConfig], list[str] | None]:
+    if isinstance(configs, Mapping):
+        pairs = [(str(g), c) for g, part in configs.items() for c in part]
+        return [c for _, c in pairs], [g for g, _ in pairs]
+    return list(configs), None
+
+
+def run_grid(configs: Iterable[RunConfig] | Mapping[str, Iterable[RunConfig]],
+             client: Any = None, *,
              cache_dir: str | os.PathLike | None = None,
              data_root: str | os.PathLike | None = None, device: str = "auto",
              workers: int | None = None, errors: str = "raise", on_corrupt: str = "raise",
@@ -241,15 +250,18 @@ def run_grid(configs: Iterable[RunConfig], client: Any = None, *,
 
     The rows, in the order of ``configs`` (duplicates are run once), hold each config's fields
     and options (:meth:`RunConfig.describe`), its metrics, ``train_seconds``, ``history``,
-    ``cached`` and ``error`` (None for runs that succeeded). ``client``: see the module
-    docstring; ``workers`` sets the number of local worker processes. Runs already in the
+    ``cached`` and ``error`` (None for runs that succeeded). ``configs`` may be a dict of
+    named groups, ``{"main": [...], "beta study": [...]}``: the table then has a ``group``
+    column to select them by (a config in two groups is trained once and has two rows).
+    ``client``: see the module docstring; ``workers`` sets the number of local worker
+    processes. Runs already in the
     cache are read without starting a cluster. A progress bar counts finished runs.
 
     ``errors="raise"`` (default) raises :class:`GridError` after the whole grid has finished
     if any run failed, naming each failed run's parameters and error; ``errors="report"``
     warns and returns the table with the errors in it.
     """
-    configs = list(configs)
+    configs, groups = _grouped(configs)
     if client is None:
         client = os.environ.get(SCHEDULER_ENV, "").strip() or None
     _check_request(client, workers, device, errors, on_corrupt)
@@ -280,6 +292,8 @@ def run_grid(configs: Iterable[RunConfig], client: Any = None, *,
         if error is not None:
             failures.append((config, error))
     table = pd.DataFrame(rows)
+    if groups is not None:
+        table.insert(0, "group", groups)
     if failures:
         err = GridError(failures, table)
         if errors == "raise":
