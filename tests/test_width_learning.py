@@ -21,6 +21,8 @@ from entropic_ae.width_learning import (
     StepRegularizer,
     count_units,
     frontier_gap,
+    l0_penalty,
+    param_groups,
     pareto_mask,
     pareto_table,
     prune_by_ablation,
@@ -136,6 +138,20 @@ def test_hard_concrete_gradients_and_checks():
                     ({"n_units": 2, "zeta": 1.0}, ValueError)):
         with pytest.raises(exc):
             HardConcreteGate(**kw)
+
+
+def test_l0_penalty_and_param_groups():
+    gate = HardConcreteGate(6)
+    m = model(gates={2: gate})
+    assert l0_penalty(m).item() == pytest.approx(gate.expected_l0().item())
+    assert l0_penalty(model()).item() == 0.0
+    groups = param_groups(m, 1e-3, 3e-2)
+    assert [g["lr"] for g in groups] == [1e-3, 3e-2]
+    assert groups[1]["params"] == [gate.log_alpha]
+    assert len(groups[0]["params"]) == 2 * len(m.linears)
+    assert len(param_groups(model(), 1e-3, 3e-2)) == 1
+    with pytest.raises(ValueError, match="gate_lr"):
+        param_groups(m, 1e-3, 0.0)
 
 
 # --- nested dropout ------------------------------------------------------------------------------
