@@ -11,9 +11,13 @@ from collections.abc import Iterable
 from entropic_ae._checks import is_real
 
 __all__ = [
+    "change_verb",
+    "correlation_phrase",
     "count_phrase",
     "duration_words",
     "extra_cost",
+    "growth_phrase",
+    "how_often",
     "join_words",
     "listed",
     "nodes_phrase",
@@ -21,6 +25,7 @@ __all__ = [
     "percent",
     "power_of_ten",
     "relative_phrase",
+    "share_word",
 ]
 
 _SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -213,3 +218,83 @@ def percent(fraction: float, digits: int = 0) -> str:
         unit = f"{10.0 ** -digits:g}"
         return f"under {unit} %" if value > 0 else f"between -{unit} % and 0 %"
     return f"{value:.{digits}f} %"
+
+
+def share_word(k: int, n: int) -> str:
+    """How many of ``n`` things ``k`` is, as a word for "``word`` of the 16 units":
+    ``"none"`` (k = 0), ``"all"`` (k = n), ``"most"`` (k/n > 0.6), ``"about half"``
+    (0.4 <= k/n <= 0.6), ``"some"`` (0.15 <= k/n < 0.4), ``"a few"`` (below)."""
+    for name, value in (("k", k), ("n", n)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    if n == 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k = {k}, n = {n}")
+    if k == 0:
+        return "none"
+    if k == n:
+        return "all"
+    share = k / n
+    if share > 0.6:
+        return "most"
+    if share >= 0.4:
+        return "about half"
+    return "some" if share >= 0.15 else "a few"
+
+
+def correlation_phrase(r: float) -> str:
+    """How alike two orderings or series are from their correlation ``r`` in [-1, 1], for
+    "the two networks order the digits ``phrase``": ``"almost identically"`` (r >= 0.9),
+    ``"much alike"`` (r >= 0.7), ``"somewhat alike"`` (r >= 0.3), ``"with little relation"``
+    (|r| < 0.3), ``"in roughly opposite ways"`` (r <= -0.3)."""
+    if not is_real(r) or not -1 - 1e-12 <= r <= 1 + 1e-12:
+        raise ValueError(f"r must be a correlation in [-1, 1], got {r!r}")
+    if r >= 0.9:
+        return "almost identically"
+    if r >= 0.7:
+        return "much alike"
+    if r >= 0.3:
+        return "somewhat alike"
+    return "with little relation" if r > -0.3 else "in roughly opposite ways"
+
+
+def change_verb(before: float, after: float, up: str = "rises", down: str = "falls") -> str:
+    """The verb for "the test MSE ``verb`` from ``before`` to ``after``" (positive numbers),
+    with ``r = max/min - 1`` and the thresholds of :func:`relative_phrase`: ``"barely
+    changes"`` (r < 0.02), ``"rises"``/``"falls"`` (r < 0.5), ``"rises sharply"``/``"falls
+    sharply"`` (r >= 0.5)."""
+    a, b = _positive_numbers("before", before)[0], _positive_numbers("after", after)[0]
+    r = max(a, b) / min(a, b) - 1
+    if r < SAME:
+        return "barely changes"
+    verb = up if b > a else down
+    return f"{verb} sharply" if r >= MUCH else verb
+
+
+def how_often(fraction: float) -> str:
+    """A frequency word for a fraction of cases, for "the chain is ``word`` traversed":
+    ``"never"`` (0), ``"almost never"`` (< 1 %), ``"rarely"`` (< 10 %), ``"sometimes"``
+    (< 50 %), ``"mostly"`` (< 90 %), ``"almost always"`` (< 100 %), ``"always"`` (1)."""
+    if not is_real(fraction) or not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
+    if fraction == 0:
+        return "never"
+    if fraction == 1:
+        return "always"
+    for bound, word in ((0.01, "almost never"), (0.10, "rarely"), (0.50, "sometimes"),
+                        (0.90, "mostly")):
+        if fraction < bound:
+            return word
+    return "almost always"
+
+
+def growth_phrase(exponent: float, tolerance: float = 0.15) -> str:
+    """How a cost grows with a size, from the exponent of a log-log fit, for "the time grows
+    ``phrase`` the number of paths": ``"in proportion to"`` when ``|exponent - 1| <
+    tolerance``, else ``"as the 1.62 power of"`` (the exponent, two decimals)."""
+    if not is_real(exponent) or not math.isfinite(exponent):
+        raise ValueError(f"exponent must be a finite number, got {exponent!r}")
+    if not is_real(tolerance) or not 0 < tolerance < 1:
+        raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}")
+    if abs(exponent - 1) < tolerance:
+        return "in proportion to"
+    return f"as the {exponent:.2f} power of"

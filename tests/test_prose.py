@@ -3,9 +3,13 @@
 import pytest
 
 from entropic_ae.prose import (
+    change_verb,
+    correlation_phrase,
     count_phrase,
     duration_words,
     extra_cost,
+    growth_phrase,
+    how_often,
     join_words,
     listed,
     nodes_phrase,
@@ -13,6 +17,7 @@ from entropic_ae.prose import (
     percent,
     power_of_ten,
     relative_phrase,
+    share_word,
 )
 
 
@@ -142,3 +147,54 @@ def test_percent_writes_one_percent_sign():
             percent(bad)
     with pytest.raises(ValueError, match="digits"):
         percent(0.1, -1)
+
+
+def test_share_word_branches():
+    assert [share_word(k, 16) for k in (0, 1, 2, 3, 6, 7, 8, 9, 10, 15, 16)] == [
+        "none", "a few", "a few", "some", "some", "about half", "about half", "about half",
+        "most", "most", "all"]
+    for bad in ((3, 2), (1, 0), (-1, 4), (1.0, 4), (True, 4)):
+        with pytest.raises(ValueError):
+            share_word(*bad)
+
+
+def test_correlation_phrase_branches():
+    assert correlation_phrase(0.95) == "almost identically"
+    assert correlation_phrase(0.8) == "much alike"
+    assert correlation_phrase(0.5) == "somewhat alike"
+    assert correlation_phrase(0.1) == "with little relation"
+    assert correlation_phrase(-0.1) == "with little relation"
+    assert correlation_phrase(-0.6) == "in roughly opposite ways"
+    for bad in (1.5, float("nan"), True):
+        with pytest.raises(ValueError):
+            correlation_phrase(bad)
+
+
+def test_change_verb_branches():
+    assert change_verb(0.0300, 0.0303) == "barely changes"
+    assert change_verb(0.030, 0.036) == "rises"
+    assert change_verb(0.036, 0.030) == "falls"
+    assert change_verb(0.02, 0.05) == "rises sharply"
+    assert change_verb(0.05, 0.02) == "falls sharply"
+    assert change_verb(1.0, 2.0, "grows", "shrinks") == "grows sharply"
+    with pytest.raises(ValueError, match="positive"):
+        change_verb(0.0, 1.0)
+
+
+def test_how_often_branches():
+    assert [how_often(f) for f in (0, 0.005, 0.05, 0.3, 0.7, 0.95, 1)] == [
+        "never", "almost never", "rarely", "sometimes", "mostly", "almost always", "always"]
+    for bad in (-0.1, 1.1, True):
+        with pytest.raises(ValueError):
+            how_often(bad)
+
+
+def test_growth_phrase_branches():
+    assert growth_phrase(1.08) == "in proportion to"
+    assert growth_phrase(0.9) == "in proportion to"
+    assert growth_phrase(1.62) == "as the 1.62 power of"
+    assert growth_phrase(0.5) == "as the 0.50 power of"
+    with pytest.raises(ValueError):
+        growth_phrase(float("inf"))
+    with pytest.raises(ValueError):
+        growth_phrase(1.0, tolerance=0)
