@@ -210,3 +210,119 @@ def test_prune_bad_arguments():
         prune(m, remove={3: [8]})
     with pytest.raises(ValueError, match="empty"):
         prune(m, torch.rand(0, 64))
+
+
+# --- linear layers and gates ---------------------------------------------------------------------
+
+
+class Scale(torch.nn.Module):
+    """A gate with a fixed per-unit scale (deterministic, foldable by prune)."""
+
+    def __init__(self, g: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("g", g)
+        self.n_units = g.numel()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h * self.g
+
+    def eval_scale(self) -> torch.Tensor:
+        return self.g
+
+
+def reference_forward_with(model: MLPAutoencoder, x: torch.Tensor, linear=(), gates=None):
+    """float64 reference: identity instead of ReLU on ``linear`` layers, then ``gates[l]``
+    (a per-unit scale) on the activations of layer ``l``."""
+    gates = gates or {}
+    h = x.reshape(x.shape[0], -1).double()
+    n = len(model.linears)
+    for i, lin in enumerate(model.linears):
+        h = h @ lin.weight.double().T + lin.bias.double()
+        if i == n - 1:
+            return torch.sigmoid(h)
+        if i + 1 not in linear:
+            h = torch.relu(h)
+        if i + 1 in gates:
+            h = h * gates[i + 1].double()
+    return h
+
+
+def test_default_model_state_is_unchanged():
+    m = make()
+    assert all(k.startswith("linears.") for k in m.state_dict())
+    assert m.linear_layers == () and m.gate_layers == () and m.gate(3) is None
+
+
+def test_linear_bottleneck_units_cannot_die():
+    m = make(linear_layers=[3])
+    with torch.no_grad():
+        m.linears[2].bias[:4] = -100.0  # a ReLU unit would be dead on every input
+    x = torch.rand(20, 64)
+    assert m.linear_layers == (3,) and "linear_layers=[3]" in repr(m)
+    h = m.encode(x, 3)
+    assert (h[:, :4] < 0).all()  # negative codes pass on: nothing is cut
+    assert torch.allclose(m(x).double(), reference_forward_with(m, x, linear={3}), atol=1e-6)
+    assert torch.allclose(m.decode_from(h, 3), m(x), atol=1e-6)
+    with pytest.raises(ValueError, match="linear_layers"):
+        make(linear_layers=[6])
+
+
+def test_gate_is_applied_and_encode_returns_gated_codes():
+    g = torch.tensor([1.0, 0.0, 0.5, 1.0, 0.0, 2.0, 1.0, 0.25])
+    m = make(gates={3: Scale(g)})
+    x = torch.rand(9, 64)
+    assert m.gate_layers == (3,) and isinstance(m.gate(3), Scale)
+    ref = reference_forward_with(m, x, gates={3: g})
+    assert torch.allclose(m(x).double(), ref, atol=1e-6)
+    outs = m.layer_outputs(x)
+    h = m.encode(x, 3)
+    assert torch.allclose(h, outs[3]) and (h[:, [1, 4]] == 0).all()
+    ungated = torch.relu(m.linears[2](m.encode(x, 2)))
+    assert torch.allclose(h, ungated * g)
+    # decode_from takes layer-3 codes as given (no second gating) and gates later layers
+    assert torch.allclose(m.decode_from(h, 3), outs[-1], atol=1e-6)
+    assert torch.allclose(m.decode_from(m.encode(x, 2), 2), outs[-1], atol=1e-6)
+    assert "gates.3.g" in m.state_dict()
+    with pytest.raises(ValueError, match="width"):
+        make(gates={3: Scale(torch.ones(5))})
+    with pytest.raises(TypeError, match="nn.Module"):
+        make(gates={3: lambda h: h})
+    with pytest.raises(ValueError, match="gates"):
+        make(gates={0: Scale(torch.ones(64))})
+
+
+def test_prune_folds_gates_and_keeps_linear_layers():
+    g = torch.tensor([1.0, 0.0, 0.5, 1.0, 0.0, 2.0, 1.0, 0.25])
+    m = make(5, gates={3: Scale(g)}, linear_layers=[2])
+    x = torch.rand(100, 64)
+    pruned, report = prune(m, x)
+    assert report.removed[3] == [1, 4]
+    assert {report.reasons[3][i] for i in (1, 4)} == {"no incoming weights"}
+    assert pruned.gate_layers == () and pruned.linear_layers == (2,)
+    with torch.no_grad():
+        assert (pruned(x) - m(x)).abs().max().item() <= 1e-5
+        held_out = torch.rand(50, 64)
+        assert (pruned(held_out) - m(held_out)).abs().max().item() <= 1e-5
+        # surviving codes are the gated codes of the original
+        assert torch.allclose(pruned.encode(x, 3), m.encode(x, 3)[:, report.kept[3]], atol=1e-5)
+
+
+def test_prune_linear_layer_constant_unit_and_unfoldable_gate():
+    m = make(6, linear_layers=[3])
+    with torch.no_grad():
+        m.linears[2].weight[2] = 0  # a linear unit with no input: constant b = -0.7, not 0
+        m.linears[2].bias[2] = -0.7
+    x = torch.rand(60, 64)
+    pruned, report = prune(m)
+    assert report.reasons[3] == {2: "no incoming weights"}
+    with torch.no_grad():
+        assert (pruned(x) - m(x)).abs().max().item() <= 1e-5
+
+    class Opaque(torch.nn.Module):
+        def forward(self, h):
+            return h
+
+    with pytest.raises(TypeError, match="eval_scale"):
+        prune(make(gates={3: Opaque()}))
+    with pytest.raises(ValueError, match="negative"):
+        prune(make(gates={3: Scale(-torch.ones(8))}))

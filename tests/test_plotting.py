@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -31,6 +32,34 @@ def toy_decoder(latent_dim: int = 4, side: int = 6):
         return torch.sigmoid(z @ w).reshape(z.shape[0], 1, side, side)
 
     return decode
+
+
+def tile(canvas: np.ndarray, row: int, col: int, h: int, w: int, pad: int = 2) -> np.ndarray:
+    """Tile (row, col) of a montage with ``pad`` pixels around every tile."""
+    y0, x0 = pad + row * (h + pad), pad + col * (w + pad)
+    return canvas[y0 : y0 + h, x0 : x0 + w]
+
+
+def known_decoder(side: int = 4):
+    """Decoder of 4 units with known behaviour: unit 0 lights the top half (0.5 + 0.1 z_0),
+    unit 2 the bottom half (0.5 + 0.1 z_2); units 1 and 3 are ignored."""
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        img = torch.full((z.shape[0], 1, side, side), 0.5)
+        img[:, 0, : side // 2] += 0.1 * z[:, 0, None, None]
+        img[:, 0, side // 2 :] += 0.1 * z[:, 2, None, None]
+        return img
+
+    return decode
+
+
+def sweep_rows(fig, n_values: int, side: int = 4) -> dict[int, list[np.ndarray]]:
+    """The tiles of a latent sweep, row by row, keyed by the unit in the row's label."""
+    ax = fig.axes[0]
+    canvas = ax.images[0].get_array()
+    labels = [int(t.get_text()) for t in ax.get_yticklabels()]
+    return {u: [np.asarray(tile(canvas, r, c, side, side)) for c in range(n_values)]
+            for r, u in enumerate(labels)}
 
 
 def test_image_grid_layouts():
@@ -233,3 +262,159 @@ def test_import_leaves_style_alone():
     before = dict(matplotlib.rcParams)
     importlib.reload(plotting)
     assert dict(matplotlib.rcParams) == before
+
+
+# --- what is drawn -------------------------------------------------------------------------------
+
+
+def test_image_grid_shows_the_images_in_order():
+    imgs = torch.arange(7, dtype=torch.float32)[:, None, None, None].expand(7, 1, 5, 5) / 10
+    fig = plotting.image_grid(imgs, nrow=3, titles=[f"t{k}" for k in range(7)])
+    ax = fig.axes[0]
+    canvas = ax.images[0].get_array()
+    pad = 5 // 2  # titles widen the padding to half a tile
+    for k in range(7):
+        r, c = divmod(k, 3)
+        np.testing.assert_allclose(tile(canvas, r, c, 5, 5, pad), np.full((5, 5), k / 10),
+                                   atol=1e-6)
+    assert [t.get_text() for t in ax.texts] == [f"t{k}" for k in range(7)]
+    xs = [t.get_position()[0] for t in ax.texts]
+    assert xs[0] < xs[1] < xs[2] and xs[3] == xs[0]  # row-major: the 4th title starts row 2
+    # unused tiles of the last row stay white
+    np.testing.assert_array_equal(tile(canvas, 2, 2, 5, 5, pad), np.ones((5, 5)))
+
+
+def test_reconstructions_pair_originals_with_reconstructions():
+    orig = torch.rand(6, 1, 4, 4)
+    rec = torch.rand(6, 16)
+    fig = plotting.reconstructions(orig, rec, n=4)
+    canvas = fig.axes[0].images[0].get_array()
+    for k in range(4):
+        np.testing.assert_allclose(tile(canvas, 0, k, 4, 4), orig[k, 0].numpy())
+        np.testing.assert_allclose(tile(canvas, 1, k, 4, 4), rec[k].reshape(4, 4).numpy())
+    assert canvas.shape == (2 * 6 + 2, 4 * 6 + 2)
+
+
+@pytest.mark.parametrize("units", [
+    [0, 2],
+    np.array([True, False, True, False]),
+    torch.tensor([True, False, True, False]),
+    pd.Series([True, False, True, False], name="active"),
+    torch.tensor([0, 2]),
+    np.array([0, 2]),
+    range(0, 4, 2),
+])
+def test_latent_sweep_rows_are_the_requested_units(units):
+    decode = known_decoder()
+    values = [-3.0, 0.0, 3.0]
+    rows = sweep_rows(plotting.latent_sweep(decode, 4, units=units, values=values), 3)
+    assert list(rows) == [0, 2]
+    for u, tiles in rows.items():
+        for v, t in zip(values, tiles, strict=True):
+            z = torch.zeros(1, 4)
+            z[0, u] = v
+            np.testing.assert_allclose(t, decode(z)[0, 0].numpy(), atol=1e-6)
+        assert not np.allclose(tiles[0], tiles[-1])  # an active unit changes the image
+
+
+def test_latent_sweep_inactive_unit_row_is_constant():
+    decode = known_decoder()
+    rows = sweep_rows(plotting.latent_sweep(decode, 4, units=[3, 0, 1]), 7)
+    assert list(rows) == [3, 0, 1]  # the order given
+    for u in (1, 3):  # ignored by the decoder: all columns equal decode(0)
+        for t in rows[u]:
+            np.testing.assert_allclose(t, np.full((4, 4), 0.5), atol=1e-6)
+    assert np.ptp([t.mean() for t in rows[0]]) > 0.2
+
+
+def test_chapter_2_active_column_selects_the_active_units():
+    """The chapter's bug: ``table["active"].to_list()`` is a list of bools, which Python reads
+    as units 0 and 1. Such a list is refused; the column itself is a mask."""
+    table = pd.DataFrame({"active": [False, False, True, False]})
+    decode = known_decoder()
+    with pytest.raises(TypeError, match="booleans"):
+        plotting.latent_sweep(decode, 4, units=table["active"].to_list())
+    with pytest.raises(TypeError, match="booleans"):
+        plotting.latent_sweep(decode, 4, units=(True, False, True, False))
+    with pytest.raises(TypeError, match="booleans"):
+        plotting.latent_sweep(decode, 4, units=[np.bool_(True), 2])
+    rows = sweep_rows(plotting.latent_sweep(decode, 4, units=table["active"]), 7)
+    assert list(rows) == [2]
+
+
+@pytest.mark.parametrize(("units", "exc", "msg"), [
+    ([0, 0, 1], ValueError, "repeats"),
+    ([4], ValueError, "outside"),
+    ([-1], ValueError, "outside"),
+    ([], ValueError, "empty"),
+    ([0.0, 1.0], TypeError, "integer"),
+    (np.array([0.5, 1.0]), TypeError, "integer"),
+    (np.zeros(4, bool), ValueError, "selects no unit"),
+    (np.ones(3, bool), ValueError, "shape"),
+    (np.ones((2, 2), bool), ValueError, "1-d"),
+    (2, TypeError, "indices"),
+    (True, TypeError, "indices"),
+    ("0, 1", TypeError, "indices"),
+])
+def test_unit_selection_refuses_ambiguous_input(units, exc, msg):
+    with pytest.raises(exc, match=msg):
+        plotting.select_units(units, 4)
+    with pytest.raises(exc, match=msg):
+        plotting.latent_sweep(known_decoder(), 4, units=units)
+
+
+def test_latent_sweep_values_checked():
+    with pytest.raises(TypeError, match="values"):
+        plotting.latent_sweep(known_decoder(), 4, values=[0.0, True])
+    with pytest.raises(ValueError, match="finite"):
+        plotting.latent_sweep(known_decoder(), 4, values=[0.0, float("nan")])
+
+
+def test_interactive_sweep_selects_units_like_latent_sweep():
+    pytest.importorskip("ipywidgets")
+    decode = known_decoder()
+    mask = pd.Series([False, True, False, True])
+    ui = plotting.interactive_sweep(decode, 4, units=mask, base=torch.tensor([0, 0.5, 0, 2.0]))
+    assert [s.description for s in ui.sliders] == ["z[1]", "z[3]"]
+    assert "z[1] = 0.50, z[3] = 2.00" in ui.static_html
+    with pytest.raises(TypeError, match="booleans"):
+        plotting.interactive_sweep(decode, 4, units=mask.to_list())
+    ui = plotting.interactive_sweep(decode, 4, units=np.array([True, False, True, False]))
+    assert [s.description for s in ui.sliders] == ["z[0]", "z[2]"]
+    ui.sliders[1].value = 3.0  # unit 2 lights the bottom half: the image changes
+    changed = ui.image.value
+    ui.sliders[1].value = 0.0
+    assert changed != ui.image.value
+
+
+def test_activity_bars_heights_and_active_mask():
+    act = np.array([0.4, 0.1, 0.3, 0.05, 0.15])
+    for active in (np.array([True, False, True, False, False]), [0, 2],
+                   torch.tensor([True, False, True, False, False]),
+                   pd.Series([True, False, True, False, False])):
+        fig = plotting.activity_bars(act, active=active)
+        bars = fig.axes[0].patches
+        np.testing.assert_allclose([b.get_height() for b in bars], act, rtol=1e-6)
+        np.testing.assert_allclose([b.get_x() + b.get_width() / 2 for b in bars], range(5))
+        grey = [tuple(b.get_facecolor()) == matplotlib.colors.to_rgba("0.75") for b in bars]
+        assert grey == [False, True, False, True, True]
+        texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert texts[0] == "2/5 active"
+        plt.close(fig)
+    with pytest.raises(TypeError, match="booleans"):
+        plotting.activity_bars(act, active=[True, False, True, False, False])
+    with pytest.raises(ValueError, match="either"):
+        plotting.activity_bars(act, threshold=0.1, active=[0])
+    fig = plotting.activity_bars(act)
+    assert all(tuple(b.get_facecolor()) == matplotlib.colors.to_rgba("C0")
+               for b in fig.axes[0].patches)
+
+
+def test_training_curves_lines_equal_the_history():
+    hist = History(terms={"mse": [0.3, 0.2, 0.1], "ent": [2.0, 1.0, 0.5]},
+                   weights={"mse": [1.0] * 3, "ent": [0.1] * 3}, epoch_seconds=[1.0] * 3)
+    lines = plotting.training_curves(hist).axes[0].get_lines()
+    for line, name in zip(lines, ("mse", "ent"), strict=True):
+        assert line.get_label() == name
+        np.testing.assert_allclose(line.get_ydata(), hist.terms[name])
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])

@@ -9,8 +9,9 @@ where inside it the real bottleneck ends up. Layer ``l`` (0..L) means the activa
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,6 +44,36 @@ def _check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
     return sizes
 
 
+def _hidden_indices(name: str, indices: Sequence[int], n_layers: int) -> tuple[int, ...]:
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence):
+        raise TypeError(f"{name} must be a sequence of hidden-layer indices, got "
+                        f"{type(indices).__name__}")
+    out = tuple(indices)
+    for i in out:
+        if isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= n_layers - 1:
+            raise ValueError(f"{name} must hold hidden-layer indices in 1..{n_layers - 1}, "
+                             f"got {list(out)}")
+    return out
+
+
+def _check_gates(gates: Mapping[int, nn.Module] | None, sizes: tuple[int, ...]
+                 ) -> dict[int, nn.Module]:
+    if gates is None:
+        return {}
+    if not isinstance(gates, Mapping):
+        raise TypeError(f"gates must be a mapping {{layer: nn.Module}}, got "
+                        f"{type(gates).__name__}")
+    _hidden_indices("gates", list(gates), len(sizes) - 1)
+    for layer, gate in gates.items():
+        if not isinstance(gate, nn.Module):
+            raise TypeError(f"gates[{layer}] must be an nn.Module, got {type(gate).__name__}")
+        n = getattr(gate, "n_units", None)
+        if n is not None and n != sizes[layer]:
+            raise ValueError(f"gates[{layer}] has {n} units but layer {layer} has width "
+                             f"{sizes[layer]}")
+    return dict(gates)
+
+
 def _default_latent_layers(sizes: tuple[int, ...]) -> tuple[int, ...]:
     """Hidden layers whose width is the smallest hidden width (all of them if there are none)."""
     hidden = range(1, len(sizes) - 1)
@@ -68,6 +99,22 @@ class MLPAutoencoder(nn.Module):
         Shape of one sample without the batch dimension, e.g. ``(1, 28, 28)``. Used by
         :meth:`decode_from` to return images; default: flat vectors. :meth:`forward` always
         returns the shape of its input.
+    linear_layers:
+        Hidden layers (``1..L-1``) without the ReLU: ``h_l = W_l h_{l-1} + b_l``. A linear
+        bottleneck's units cannot die (a ReLU unit whose input is negative on every image
+        outputs 0 and gets no gradient again). Default: none.
+    gates:
+        ``{layer: module}``: a module applied to the activations of a hidden layer,
+        ``h_l = gate(act(W_l h_{l-1} + b_l))`` (``N×width -> N×width``), e.g.
+        :class:`~entropic_ae.width_learning.HardConcreteGate` or
+        :class:`~entropic_ae.width_learning.NestedDropout`. The gated activations are the
+        layer's output everywhere: :meth:`forward`, :meth:`layer_outputs` and :meth:`encode`
+        return gated codes, and :meth:`decode_from` takes the codes of its layer as given (its
+        own gate is not applied again) and applies the gates of the later layers. A gate may
+        behave differently in training and eval mode (stochastic vs deterministic). The
+        weight-based measures (compactifier activities, path entropies) read ``linears`` only
+        and do not see the gates. Default: no gates, and the module holds exactly the
+        parameters it held before gates existed (old checkpoints load).
     """
 
     def __init__(
@@ -75,20 +122,17 @@ class MLPAutoencoder(nn.Module):
         layer_sizes: Sequence[int],
         latent_layers: Sequence[int] | None = None,
         image_shape: Sequence[int] | None = None,
+        *,
+        linear_layers: Sequence[int] = (),
+        gates: Mapping[int, nn.Module] | None = None,
     ) -> None:
         super().__init__()
         sizes = _check_layer_sizes(layer_sizes)
         n_layers = len(sizes) - 1
-        if latent_layers is None:
-            latent = _default_latent_layers(sizes)
-        else:
-            latent = tuple(latent_layers)
-            for i in latent:
-                if isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= n_layers - 1:
-                    raise ValueError(
-                        f"latent_layers must hold hidden-layer indices in 1..{n_layers - 1}, "
-                        f"got {list(latent)}"
-                    )
+        latent = (_default_latent_layers(sizes) if latent_layers is None
+                  else _hidden_indices("latent_layers", latent_layers, n_layers))
+        linear = _hidden_indices("linear_layers", linear_layers, n_layers)
+        gate_map = _check_gates(gates, sizes)
         if image_shape is not None:
             image_shape = tuple(int(s) for s in image_shape)
             if math.prod(image_shape) != sizes[0]:
@@ -98,9 +142,12 @@ class MLPAutoencoder(nn.Module):
                 )
         self.latent_layers: tuple[int, ...] = latent
         self.image_shape: tuple[int, ...] | None = image_shape
+        self.linear_layers: tuple[int, ...] = tuple(sorted(set(linear)))
         self.linears = nn.ModuleList(
             nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
+        if gate_map:  # registered only when present, so a plain model's state_dict is unchanged
+            self.gates = nn.ModuleDict({str(l): g for l, g in sorted(gate_map.items())})
 
     # -- structure ------------------------------------------------------------------------------
     @property
@@ -113,8 +160,22 @@ class MLPAutoencoder(nn.Module):
         """``L``, the number of linear maps (layer indices run from 0 to ``L``)."""
         return len(self.linears)
 
+    @property
+    def gate_layers(self) -> tuple[int, ...]:
+        """The hidden layers that have a gate (see ``gates``), in increasing order."""
+        gates = self._modules.get("gates")
+        return () if gates is None else tuple(sorted(int(k) for k in gates))
+
+    def gate(self, layer: int) -> nn.Module | None:
+        """The gate module of ``layer``, or ``None`` if it has none."""
+        gates = self._modules.get("gates")
+        return None if gates is None or str(layer) not in gates else gates[str(layer)]
+
     def extra_repr(self) -> str:
-        return f"layer_sizes={list(self.layer_sizes)}, latent_layers={list(self.latent_layers)}"
+        text = f"layer_sizes={list(self.layer_sizes)}, latent_layers={list(self.latent_layers)}"
+        if self.linear_layers:
+            text += f", linear_layers={list(self.linear_layers)}"
+        return text
 
     def _check_layer(self, layer: int) -> int:
         if isinstance(layer, bool) or not isinstance(layer, int):
@@ -137,9 +198,16 @@ class MLPAutoencoder(nn.Module):
         return flat
 
     def _step(self, i: int, h: Tensor) -> Tensor:
-        """Layer ``i + 1`` from layer ``i``: ReLU for hidden layers, sigmoid for the output."""
+        """Layer ``i + 1`` from layer ``i``: ReLU (or nothing, for a linear layer) and the gate
+        for hidden layers, sigmoid for the output."""
         z = self.linears[i](h)
-        return torch.sigmoid(z) if i == self.num_layers - 1 else torch.relu(z)
+        layer = i + 1
+        if layer == self.num_layers:
+            return torch.sigmoid(z)
+        if layer not in self.linear_layers:
+            z = torch.relu(z)
+        gate = self.gate(layer)
+        return z if gate is None else gate(z)
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -150,7 +218,8 @@ class MLPAutoencoder(nn.Module):
         return h.reshape(x.shape)
 
     def layer_outputs(self, x: Tensor) -> list[Tensor]:
-        """Activations ``[h_0, h_1, ..., h_L]`` (flat, ``N×width``); ``h_0`` is the input."""
+        """Activations ``[h_0, h_1, ..., h_L]`` (flat, ``N×width``, gated where a layer has a
+        gate); ``h_0`` is the input."""
         h = self._flatten(x)
         outs = [h]
         for i in range(self.num_layers):
@@ -159,7 +228,8 @@ class MLPAutoencoder(nn.Module):
         return outs
 
     def encode(self, x: Tensor, layer: int) -> Tensor:
-        """Codes at ``layer``: ``h_layer`` (``N×layer_sizes[layer]``), post-activation."""
+        """Codes at ``layer``: ``h_layer`` (``N×layer_sizes[layer]``), post-activation and, if
+        the layer has a gate, gated (in eval mode a gate is deterministic)."""
         self._check_layer(layer)
         h = self._flatten(x)
         for i in range(layer):
@@ -170,8 +240,8 @@ class MLPAutoencoder(nn.Module):
         """Run layers ``layer+1..L`` on codes ``h`` of layer ``layer``; returns the output.
 
         The output is ``N×layer_sizes[-1]``, or ``N×image_shape`` if the model has one. The codes
-        are fed in as they are (no ReLU is applied to them first), so negative values are allowed,
-        as in latent sweeps.
+        are fed in as they are (no ReLU and no gate of ``layer`` is applied to them first), so
+        negative values are allowed, as in latent sweeps; the gates of later layers apply.
         """
         self._check_layer(layer)
         if not isinstance(h, Tensor):
@@ -223,6 +293,87 @@ class PruneReport:
         return "\n".join(lines) if lines else "nothing pruned"
 
 
+def _activation(linear: set[int], l: int, z: Tensor) -> Tensor:
+    """The activation of hidden layer ``l``: the identity for linear layers, else ReLU."""
+    return z if l in linear else torch.relu(z)
+
+
+def _data_stats(model: MLPAutoencoder, data: Tensor, weights: list[Tensor],
+                biases: list[Tensor], batch_size: int
+                ) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
+    """Per-neuron mean and max deviation from it over ``data``, for every hidden layer, in
+    float64 through the (gate-folded) ``weights`` and ``biases``."""
+    if not isinstance(data, Tensor):
+        raise TypeError(f"data must be a torch.Tensor of inputs, got {type(data).__name__}")
+    if data.shape[0] == 0:
+        raise ValueError("data is empty; pass at least one sample or data=None")
+    hidden = range(1, model.num_layers)
+    linear = set(model.linear_layers)
+    device = weights[0].device
+    sums = {l: torch.zeros(model.layer_sizes[l], dtype=torch.float64, device=device)
+            for l in hidden}
+    lo = {l: torch.full_like(sums[l], math.inf) for l in hidden}
+    hi = {l: torch.full_like(sums[l], -math.inf) for l in hidden}
+    for start in range(0, data.shape[0], batch_size):
+        h = model._flatten(data[start : start + batch_size].to(device)).double()
+        for l in hidden:
+            h = _activation(linear, l, h @ weights[l - 1].T + biases[l - 1])
+            sums[l] += h.sum(0)
+            lo[l] = torch.minimum(lo[l], h.min(0).values)
+            hi[l] = torch.maximum(hi[l], h.max(0).values)
+    means = {l: sums[l] / data.shape[0] for l in hidden}
+    spread = {l: torch.maximum(hi[l] - means[l], means[l] - lo[l]) for l in hidden}
+    return means, spread
+
+
+def _fold_gates(model: MLPAutoencoder, weights: list[Tensor], biases: list[Tensor]) -> None:
+    """Multiply the incoming rows and biases of each gated layer by its gate's eval scale
+    (in place, float64): ``g * act(z) = act(g * z)`` for ``g >= 0`` (any ``g`` if linear)."""
+    for l in model.gate_layers:
+        gate = model.gate(l)
+        scale_fn = getattr(gate, "eval_scale", None)
+        if not callable(scale_fn):
+            raise TypeError(f"prune can fold only gates with an eval_scale() method (a fixed "
+                            f"per-unit scale in eval mode); the gate of layer {l} is "
+                            f"{type(gate).__name__}")
+        g = torch.as_tensor(scale_fn()).detach().to(weights[l - 1].device, torch.float64)
+        if g.shape != (weights[l - 1].shape[0],):
+            raise ValueError(f"the gate of layer {l} gave an eval scale of shape "
+                             f"{tuple(g.shape)}, expected ({weights[l - 1].shape[0]},)")
+        if l not in model.linear_layers and (g < 0).any():
+            raise ValueError(f"the gate of ReLU layer {l} has negative eval scales; they cannot "
+                             "be folded into the weights")
+        weights[l - 1] = weights[l - 1] * g[:, None]
+        biases[l - 1] = biases[l - 1] * g
+
+
+def _check_prune_args(model: MLPAutoencoder, tol: float, weight_tol: float,
+                      layers: Sequence[int] | None, remove: dict[int, Sequence[int]] | None
+                      ) -> tuple[list[int], dict[int, Sequence[int]]]:
+    """The arguments of :func:`prune` checked: the layers to prune and the requested removals."""
+    if not isinstance(model, MLPAutoencoder):
+        raise TypeError(f"prune needs an MLPAutoencoder, got {type(model).__name__}")
+    for name, value in (("tol", tol), ("weight_tol", weight_tol)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    n_layers = model.num_layers
+    hidden = list(range(1, n_layers))
+    if layers is None:
+        layers = hidden
+    else:
+        layers = list(layers)
+        bad = [l for l in layers if l not in hidden]
+        if bad:
+            raise ValueError(f"layers must be hidden-layer indices in 1..{n_layers - 1}, got {bad}")
+    remove = {} if remove is None else dict(remove)
+    for l, idx in remove.items():
+        if l not in hidden:
+            raise ValueError(f"remove: {l} is not a hidden-layer index (1..{n_layers - 1})")
+        if any(not 0 <= int(i) < model.layer_sizes[l] for i in idx):
+            raise ValueError(f"remove[{l}] holds indices outside 0..{model.layer_sizes[l] - 1}")
+    return layers, remove
+
+
 @torch.no_grad()
 def prune(
     model: MLPAutoencoder,
@@ -254,59 +405,28 @@ def prune(
     weight-based criteria and for neurons that are constant everywhere, but a neuron that merely
     happened to be constant on ``data`` may not be. At least one neuron of every layer is kept.
 
+    A linear layer (``linear_layers``) is pruned the same way, with the identity in place of
+    the ReLU. **Gates** are first folded into the weights at their eval-mode value: a gate must
+    then act as a fixed per-unit scale ``g`` (its method ``eval_scale()`` returns it, ``g >= 0``
+    on ReLU layers), and ``g_i h_i`` becomes the unit with incoming row and bias multiplied by
+    ``g_i``; a closed gate (``g_i = 0``) leaves a unit with no incoming weights, which is
+    removed. The pruned model has no gates and computes the eval-mode function of ``model``.
+
     Returns the pruned model (a new :class:`MLPAutoencoder` on the same device, in eval mode,
-    with the same ``latent_layers`` and ``image_shape``) and a :class:`PruneReport`.
+    with the same ``latent_layers``, ``linear_layers`` and ``image_shape``) and a
+    :class:`PruneReport`.
     """
-    if not isinstance(model, MLPAutoencoder):
-        raise TypeError(f"prune needs an MLPAutoencoder, got {type(model).__name__}")
-    for name, value in (("tol", tol), ("weight_tol", weight_tol)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    layers, remove = _check_prune_args(model, tol, weight_tol, layers, remove)
     n_layers = model.num_layers
     hidden = list(range(1, n_layers))
-    if layers is None:
-        layers = hidden
-    else:
-        layers = list(layers)
-        bad = [l for l in layers if l not in hidden]
-        if bad:
-            raise ValueError(f"layers must be hidden-layer indices in 1..{n_layers - 1}, got {bad}")
-    remove = {} if remove is None else dict(remove)
-    for l, idx in remove.items():
-        if l not in hidden:
-            raise ValueError(f"remove: {l} is not a hidden-layer index (1..{n_layers - 1})")
-        if any(not 0 <= int(i) < model.layer_sizes[l] for i in idx):
-            raise ValueError(f"remove[{l}] holds indices outside 0..{model.layer_sizes[l] - 1}")
 
     # Work in float64 so folding constants adds no rounding of its own.
     weights = [lin.weight.detach().double().clone() for lin in model.linears]
     biases = [lin.bias.detach().double().clone() for lin in model.linears]
-
-    # Per-neuron mean and max deviation on the data, in float64 from the original model.
-    means: dict[int, Tensor] = {}
-    spread: dict[int, Tensor] = {}
-    if data is not None:
-        if not isinstance(data, Tensor):
-            raise TypeError(f"data must be a torch.Tensor of inputs, got {type(data).__name__}")
-        if data.shape[0] == 0:
-            raise ValueError("data is empty; pass at least one sample or data=None")
-        device = weights[0].device
-        chunks = [data[i : i + batch_size] for i in range(0, data.shape[0], batch_size)]
-        sums = {l: torch.zeros(model.layer_sizes[l], dtype=torch.float64, device=device)
-                for l in hidden}
-        lo = {l: torch.full_like(sums[l], math.inf) for l in hidden}
-        hi = {l: torch.full_like(sums[l], -math.inf) for l in hidden}
-        for chunk in chunks:
-            h = model._flatten(chunk.to(device)).double()
-            for i in range(n_layers - 1):
-                h = torch.relu(h @ weights[i].T + biases[i])
-                l = i + 1
-                sums[l] += h.sum(0)
-                lo[l] = torch.minimum(lo[l], h.min(0).values)
-                hi[l] = torch.maximum(hi[l], h.max(0).values)
-        for l in hidden:
-            means[l] = sums[l] / data.shape[0]
-            spread[l] = torch.maximum(hi[l] - means[l], means[l] - lo[l])
+    _fold_gates(model, weights, biases)
+    act = functools.partial(_activation, set(model.linear_layers))
+    means, spread = ({}, {}) if data is None else _data_stats(model, data, weights, biases,
+                                                             batch_size)
 
     kept: list[list[int]] = [list(range(s)) for s in model.layer_sizes]
     removed: list[list[int]] = [[] for _ in model.layer_sizes]
@@ -324,7 +444,7 @@ def prune(
             for i in range(width):
                 if no_in[i]:
                     why[i] = "no incoming weights"
-                    const[i] = torch.relu(b_in[i])
+                    const[i] = act(l, b_in[i])
                 elif l in spread and spread[l][i] <= tol:
                     why[i] = "dead" if means[l][i] == 0 else "constant"
                     const[i] = means[l][i]
@@ -353,7 +473,8 @@ def prune(
     new_sizes = (weights[0].shape[1], *(w.shape[0] for w in weights))
     param = model.linears[0].weight
     pruned = MLPAutoencoder(
-        list(new_sizes), latent_layers=model.latent_layers, image_shape=model.image_shape
+        list(new_sizes), latent_layers=model.latent_layers, image_shape=model.image_shape,
+        linear_layers=model.linear_layers,
     ).to(device=param.device, dtype=param.dtype)
     for lin, w, b in zip(pruned.linears, weights, biases, strict=True):
         lin.weight.copy_(w.to(param.dtype))
