@@ -16,8 +16,8 @@ The baselines of the width comparison (all on :class:`~entropic_ae.models.mlp.ML
   :func:`width_curve`).
 
 Gates go into the model at a layer (``MLPAutoencoder(..., gates={layer: gate})``). Step
-regularisers follow the loop's protocol (:class:`StepRegularizer`): ``before_step`` after
-``loss.backward()`` and before ``optimizer.step()``, ``after_step`` after it, ``reset`` at the
+regularisers follow the loop's protocol (:class:`entropic_ae.training.Regulariser`):
+``before_step`` after ``loss.backward()`` and before ``optimizer.step()``, ``after_step`` after it, ``reset`` at the
 start of every epoch.
 
 Every method's width is counted the same way (:func:`count_units`): a unit is active when
@@ -33,7 +33,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,6 @@ __all__ = [
     "GroupLassoProx",
     "HardConcreteGate",
     "NestedDropout",
-    "StepRegularizer",
     "UnitCount",
     "count_units",
     "frontier_gap",
@@ -61,30 +60,6 @@ __all__ = [
     "truncate",
     "width_curve",
 ]
-
-
-# --- the training loop's protocol ---------------------------------------------------------------
-
-
-@runtime_checkable
-class StepRegularizer(Protocol):
-    """A regulariser that acts around the optimiser's step instead of through the loss.
-
-    The loop calls ``before_step(model, step)`` after ``loss.backward()`` and before
-    ``optimizer.step()`` (it may add to gradients and returns the penalty's value for the
-    log, or ``None``), ``after_step(model, step, lr)`` after the step (it may change the
-    parameters in place), and ``reset()`` at the start of every epoch. ``step`` counts the
-    optimiser steps from 0; ``lr`` is the learning rate of that step.
-    """
-
-    name: str
-    weight: float
-
-    def before_step(self, model: nn.Module, step: int) -> float | None: ...
-
-    def after_step(self, model: nn.Module, step: int, lr: float) -> None: ...
-
-    def reset(self) -> None: ...
 
 
 # --- L0 gates (Louizos et al. 2018) -------------------------------------------------------------
@@ -295,7 +270,7 @@ class GroupLassoProx:
     which sets a group of norm at most :math:`\eta\lambda` exactly to 0: the unit is then dead
     (incoming weights and bias 0) and unused (outgoing weights 0). With SGD this is the
     proximal gradient method; under Adam it is the usual heuristic of a prox after the
-    adaptive step. Follows :class:`StepRegularizer`; ``weight`` is :math:`\lambda`.
+    adaptive step. Follows :class:`entropic_ae.training.Regulariser`; ``weight`` is :math:`\lambda`.
     """
 
     layer: int
@@ -323,7 +298,7 @@ class GroupLassoProx:
                 sq = sq + into.bias.pow(2)
             return sq.sqrt()
 
-    def before_step(self, model: nn.Module, step: int) -> float:
+    def before_step(self, model: nn.Module, step: int, x: torch.Tensor | None = None) -> float:
         r"""The penalty :math:`\lambda\sum_g\lVert w_g\rVert_2` for the log; no gradient."""
         return self.weight * float(self.norms(model).sum())
 

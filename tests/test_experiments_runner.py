@@ -9,9 +9,8 @@ import os
 import pytest
 import torch
 
-from entropic_ae.experiments import CorruptRunError, RunCache, RunConfig, fit, load_model
+from entropic_ae.experiments import CorruptRunError, RunCache, RunConfig, context, fit, load_model
 from entropic_ae.experiments import cache as cache_module
-from entropic_ae.experiments import context
 
 TOY = RunConfig.make("toy", "lin", n_train=256, epochs=3, batch_size=32, lr=1e-2, seed=0)
 

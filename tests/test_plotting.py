@@ -239,7 +239,7 @@ def test_activity_bars():
 
 def test_training_curves():
     hist = History(terms={"mse": [0.3, 0.2, 0.1], "ent": [2.0, 1.0, 0.5], "loss": [1, 2, 3]},
-                   weights={"mse": [1.0] * 3, "ent": [0.1] * 3}, epoch_seconds=[1.0] * 3)
+                   lr=[1e-3] * 3)
     fig = plotting.training_curves(hist, logy=True)
     (ax,) = fig.axes
     assert [line.get_label() for line in ax.get_lines()] == ["mse", "ent", "loss"]
@@ -411,8 +411,7 @@ def test_activity_bars_heights_and_active_mask():
 
 
 def test_training_curves_lines_equal_the_history():
-    hist = History(terms={"mse": [0.3, 0.2, 0.1], "ent": [2.0, 1.0, 0.5]},
-                   weights={"mse": [1.0] * 3, "ent": [0.1] * 3}, epoch_seconds=[1.0] * 3)
+    hist = History(terms={"mse": [0.3, 0.2, 0.1], "ent": [2.0, 1.0, 0.5]}, lr=[1e-3] * 3)
     lines = plotting.training_curves(hist).axes[0].get_lines()
     for line, name in zip(lines, ("mse", "ent"), strict=True):
         assert line.get_label() == name
