@@ -17,8 +17,8 @@ The baselines of the width comparison (all on :class:`~entropic_ae.models.mlp.ML
 
 Gates go into the model at a layer (``MLPAutoencoder(..., gates={layer: gate})``). Step
 regularisers follow the loop's protocol (:class:`entropic_ae.training.Regulariser`):
-``before_step`` after ``loss.backward()`` and before ``optimizer.step()``, ``after_step`` after it, ``reset`` at the
-start of every epoch.
+``before_step`` after ``loss.backward()`` and before ``optimizer.step()``, ``after_step``
+after it, ``reset`` at the start of every epoch.
 
 Every method's width is counted the same way (:func:`count_units`): a unit is active when
 setting it to its mean over the data raises the reconstruction error by more than 1 %
