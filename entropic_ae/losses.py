@@ -100,9 +100,12 @@ def data_compactifier(model: nn.Module, x: torch.Tensor, layer: int,
 
 
 def gated(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    r"""MSE and the expected number of open gates of the model's hard-concrete gate
-    (Louizos et al. 2018), ``l0`` :math:`= \sum_j P(g_j \ne 0)`."""
-    return {"mse": nn.functional.mse_loss(model(x), x), "l0": model.gate.expected_l0()}
+    r"""MSE and the expected number of open hard-concrete gates of the model (Louizos et al.
+    2018), ``l0`` :math:`= \sum_j P(g_j \ne 0)` summed over its gates
+    (:func:`entropic_ae.width_learning.l0_penalty`)."""
+    from entropic_ae.width_learning import l0_penalty
+
+    return {"mse": nn.functional.mse_loss(model(x), x), "l0": l0_penalty(model)}
 
 
 # --- Building blocks of the convolutional models ------------------------------------------------

@@ -58,11 +58,13 @@ class Weight:
 
 class Objective(NamedTuple):
     """What :func:`entropic_ae.training.train` minimises for one config: the loss function
-    ``loss(model, x)``, the term weights (missing terms weigh 1) and the regularisers."""
+    ``loss(model, x)``, the term weights (missing terms weigh 1), the regularisers and, where
+    parameter groups need their own settings, ``param_groups(model, lr)``."""
 
     loss: Callable[..., dict]
     weights: dict[str, float]
     regularisers: list
+    param_groups: Callable[[nn.Module, float], list] | None = None
 
 
 def _no_objective(config: RunConfig) -> Objective:  # pragma: no cover - never a default in use
@@ -219,8 +221,16 @@ PAPER_TABLE = ("AE", "AE-L2", "VAE", "CV-VAE", "WAE-MMD", "2SVAE", "RAE", "RAE-L
 
 def _mlp_build(config: RunConfig, image_shape: tuple[int, ...]) -> nn.Module:
     from entropic_ae.models.mlp import MLPAutoencoder
+    from entropic_ae.width_learning import HardConcreteGate, NestedDropout
 
-    return MLPAutoencoder(list(config.options.layer_sizes), image_shape=image_shape)
+    o = config.options
+    gates = None
+    if config.model in ("l0", "nested-dropout"):
+        width = o.layer_sizes[_layer(config)]
+        gates = {o.layer: HardConcreteGate(width, init_log_alpha=o.init_log_alpha)
+                 if config.model == "l0" else NestedDropout(width, o.nested_p)}
+    return MLPAutoencoder(list(o.layer_sizes), image_shape=image_shape,
+                          linear_layers=list(o.linear_layers), gates=gates)
 
 
 def _plain(config: RunConfig) -> Objective:
@@ -276,6 +286,21 @@ def _path_data(config: RunConfig) -> Objective:
     return Objective(losses.mse, {"mse": o.w_mse}, [term])
 
 
+def _l0(config: RunConfig) -> Objective:
+    from entropic_ae.width_learning import param_groups
+
+    o = config.options
+    return Objective(losses.gated, {"mse": o.w_mse, "l0": o.w_reg}, [],
+                     partial(param_groups, gate_lr=o.gate_lr))
+
+
+def _group_lasso(config: RunConfig) -> Objective:
+    from entropic_ae.width_learning import GroupLassoProx
+
+    o = config.options
+    return Objective(losses.mse, {"mse": o.w_mse}, [GroupLassoProx(_layer(config), o.w_reg)])
+
+
 MLP: dict[str, System] = {s.name: s for s in [
     System("plain", "mlp", "mean squared error per pixel (λ₁ · MSE)", losses.mse, _mlp_build,
            objective_from=_plain),
@@ -290,6 +315,15 @@ MLP: dict[str, System] = {s.name: s for s in [
            objective_from=_path),
     System("path-data", "mlp", "λ₁ · MSE + λ₂ · a batch-level entropy of the data-dependent "
            "path mass, every k steps", losses.mse, _mlp_build, objective_from=_path_data),
+    System("l0", "mlp", "λ₁ · MSE + λ₂ · expected number of open hard-concrete gates on one "
+           "layer (Louizos et al. 2018)", losses.gated, _mlp_build, objective_from=_l0,
+           bottleneck="hard-concrete gates"),
+    System("group-lasso", "mlp", "λ₁ · MSE, with proximal steps of λ₂ · Σ_units ‖w_unit‖₂ on "
+           "one layer's units (incoming row, bias, outgoing column)", losses.mse, _mlp_build,
+           objective_from=_group_lasso),
+    System("nested-dropout", "mlp", "λ₁ · MSE with nested dropout on one layer: units beyond a "
+           "geometric cut are zeroed (Rippel et al. 2014)", losses.mse, _mlp_build,
+           objective_from=_plain, bottleneck="nested dropout"),
 ]}
 
 TOY: dict[str, System] = {"lin": System(

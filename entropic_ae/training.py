@@ -253,12 +253,14 @@ class _Run:
     cuts: int = 0
 
 
-def _optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, name: str, lr: float,
+               groups: Callable[[nn.Module, float], list] | None = None) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
     fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.Adam(params, lr=lr, fused=fused or None)
+    target = groups(model, lr) if groups is not None else params
+    if name == "sgd":
+        return torch.optim.SGD(target, lr=lr, momentum=0.9)
+    return torch.optim.Adam(target, lr=lr, fused=fused or None)
 
 
 def _check_terms(terms: object, weights: Mapping[str, float]) -> Mapping[str, torch.Tensor]:
@@ -383,15 +385,18 @@ def train(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, *, epochs: int, lr
           batch_size: int, seed: int, weights: Mapping[str, float] | None = None,
           device: str | torch.device = "cpu", optimizer: str = "adam",
           regularisers: Sequence[Regulariser] = (),
+          param_groups: Callable[[nn.Module, float], list] | None = None,
           validate: Callable[[nn.Module], float] | None = None, plateau: Plateau | None = None,
           checkpoint: str | Path | None = None, precision: str | None = "auto",
           progress: bool = False, desc: str = "training") -> History:
     """Train ``model`` in place on the inputs ``x`` (see the module docstring); returns the
     :class:`History` and leaves the model in eval mode on ``device``. Seeds the global RNGs with
     ``seed`` before the first step; epoch ``e``'s shuffle depends on ``(seed, e)`` only.
-    ``plateau`` needs ``validate``. ``checkpoint``: resume from it if it exists (a checkpoint
-    written for another configuration or damaged raises :class:`CheckpointError`), save every
-    epoch. A term whose epoch mean is not finite raises ``FloatingPointError``."""
+    ``param_groups(model, lr)`` gives parameter groups their own settings (the L0 gates' own
+    learning rate). ``plateau`` needs ``validate``. ``checkpoint``: resume from it if it exists
+    (a checkpoint written for another configuration or damaged raises
+    :class:`CheckpointError`), save every epoch. A term whose epoch mean is not finite raises
+    ``FloatingPointError``."""
     weights = dict(weights or {})
     _check_arguments(model, loss_fn, optimizer, weights, regularisers)
     epochs, batch_size = check_int("epochs", epochs, 1), check_int("batch_size", batch_size, 2)
@@ -409,7 +414,7 @@ def train(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, *, epochs: int, lr
     if channels_last:
         model.to(memory_format=torch.channels_last)
     torch.backends.cudnn.benchmark = dev.type == "cuda"
-    opt = _optimizer(model, optimizer, lr)
+    opt = _optimizer(model, optimizer, lr, param_groups)
     run = _Run(History())
     if plateau is not None:
         run.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

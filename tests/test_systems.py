@@ -145,3 +145,22 @@ def test_the_settings_table_lists_every_system_with_its_source():
     assert list(table.index) == list(CONV)
     assert table.loc["EAE", "weights"] == "neg_entropy 1"
     assert "Ghose" in table.loc["EAE", "source"] and table.loc["AE", "weights"] == "–"
+
+
+@pytest.mark.parametrize("name", ["l0", "group-lasso", "nested-dropout"])
+def test_the_standard_width_learners_train_and_keep_their_parts(name):
+    config = RunConfig.make("mlp", name, layer_sizes=[784, 16, 8, 16, 784], layer=2,
+                            w_reg=0.01, linear_layers=[2])
+    model = built(config)
+    objective = SYSTEMS[name].objective(config)
+    history = train(model, objective.loss, images(n=64).flatten(1), epochs=2, lr=1e-3,
+                    batch_size=16, seed=0, weights=objective.weights,
+                    regularisers=objective.regularisers, param_groups=objective.param_groups)
+    assert all(math.isfinite(v[-1]) for v in history.terms.values())
+    if name == "l0":
+        assert "l0" in history.terms and model.gate(2) is not None
+        assert len(objective.param_groups(model, 1e-3)) == 2  # the gates' own learning rate
+    if name == "group-lasso":
+        assert history.terms["group_lasso"][-1] > 0
+    if name == "nested-dropout":
+        assert model.gate(2) is not None

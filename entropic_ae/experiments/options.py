@@ -232,6 +232,11 @@ class MLPOptions(TrainingOptions):
                               "layers of the data path entropy's soft minimum (None: inner)")
     tau: float = option(0.5, Float(gt=0), "temperature of the soft minimum")
     optimizer: str = option("adam", Choice("adam", "sgd"), "optimiser (SGD: momentum 0.9)")
+    linear_layers: Any = option((), ListOf(Int(min=1), min_len=0),
+                                "hidden layers without a ReLU (their units cannot die)")
+    gate_lr: float = option(0.03, Float(gt=0), "learning rate of the L0 gates' log α")
+    init_log_alpha: float = option(2.0, Float(), "initial log α of the L0 gates (open)")
+    nested_p: float = option(0.1, Float(gt=0, lt=1), "nested dropout: P(stop) per unit")
     parent: Any = option(None, Optional(Parent()), "fine-tune: the run to start from")
     prune: float | None = option(None, Optional(Float(ge=0)),
                                  "fine-tune: remove the parent's units whose ablation raises "

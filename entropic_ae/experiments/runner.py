@@ -112,7 +112,7 @@ def _train(config: RunConfig, ctx: RunContext, data: str, on_corrupt: str
     kwargs = dict(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                   seed=config.seed, weights=objective.weights, device=ctx.device,
                   optimizer=getattr(o, "optimizer", "adam"),
-                  regularisers=objective.regularisers,
+                  regularisers=objective.regularisers, param_groups=objective.param_groups,
                   validate=None if x_val is None else partial(validation_mse, x=x_val),
                   plateau=plateau, checkpoint=folder / "checkpoint.pt", progress=ctx.progress,
                   desc=config.slug)
