@@ -393,9 +393,9 @@ def minibatch_entropy(z: torch.Tensor, *, m: int | None = None, shrinkage: float
     :math:`\bar S < h(z)`. Marginals of the *whitened* codes :math:`C^{-1/2}\hat z` would give a
     bound everywhere, but whitening with the batch's own correlation mixes each coordinate with
     :math:`O(\sqrt{d/B})` of the others and, at :math:`B = 100` with this shrinkage, hides
-    about 45 % (:math:`d = 16`) and 56 % (:math:`d = 128`) of a uniform product's estimated
-    marginal negentropy (Cholesky whitening; 35 % and 40 % with the symmetric square root);
-    :func:`entropic_ae.entropy_terms.hidden_by_whitening` measures it.
+    about 45 % (:math:`d = 16`) and 57 % (:math:`d = 128`) of a uniform product's estimated
+    marginal negentropy (Cholesky whitening; 36 % and 40 % with the symmetric square root;
+    20 batches, :func:`entropic_ae.entropy_terms.hidden_by_whitening`).
 
     **Finite batches.** :math:`\hat C_\lambda` has a unit diagonal, so
     :math:`\log\det\hat C_\lambda \le 0` still holds, and it is positive definite for
