@@ -48,7 +48,7 @@ from entropic_ae.estimators import (
     minibatch_entropy_parts,
     random_rotation,
 )
-from entropic_ae.timing import median_seconds, threads
+from entropic_ae.timing import threads
 from entropic_ae.verdicts import decide
 
 if TYPE_CHECKING:
@@ -604,33 +604,44 @@ def term_costs(terms: Mapping[str, Term], *, dims: Sequence[int] = (16, 128),
                batch_size: int = 100, repeats: int = 30, seed: int = 0,
                step_seconds: float | None = None) -> pd.DataFrame:
     """Median seconds of one forward and backward pass of each term on a random batch of
-    ``batch_size`` standard normal codes (:func:`entropic_ae.timing.median_seconds`, one CPU
-    thread, two warm-up runs): columns ``term, d, seconds`` and, given ``step_seconds`` (a
-    training step, e.g. ``entropic_ae.bench.step_seconds("EAE", width=0.0625)``), ``share``
-    (seconds / step_seconds). A :class:`QueuedTerm` is first filled with ``batches`` batches.
-    Wall-clock medians: they vary with the machine and its load."""
+    ``batch_size`` standard normal codes, on one CPU thread: columns ``term, d, seconds`` and,
+    given ``step_seconds`` (a training step, e.g.
+    ``entropic_ae.bench.step_seconds("EAE", width=0.0625)``), ``share`` (seconds /
+    step_seconds). After two warm-up rounds the terms take turns, one call each per round, for
+    ``repeats`` rounds, so that a busy machine slows all of them alike; a :class:`QueuedTerm`
+    is first filled with ``batches`` batches. Wall-clock medians: they vary with the machine
+    and its load."""
+    import time
+
     import pandas as pd  # noqa: F811
 
     dims = [check_int("dimension", d, 1) for d in dims]
     batch_size = check_int("batch_size", batch_size, 3)
     repeats = check_int("repeats", repeats, 1)
     gen = torch.Generator().manual_seed(check_int("seed", seed, 0))
-    rows = []
+    runs = []
+    for name, fn in terms.items():
+        for d in dims:
+            z = torch.randn(batch_size, d, generator=gen).requires_grad_(True)
+            queue = None
+            if isinstance(fn, QueuedTerm):
+                queue = [torch.randn(batch_size, d, generator=gen) for _ in range(fn.batches)]
+            runs.append((name, d, fn, z, queue))
+    times: list[list[float]] = [[] for _ in runs]
     with threads(1):
-        for name, fn in terms.items():
-            for d in dims:
-                z = torch.randn(batch_size, d, generator=gen).requires_grad_(True)
-                if isinstance(fn, QueuedTerm):
+        for round_ in range(repeats + 2):
+            for k, (_, _, fn, z, queue) in enumerate(runs):
+                if queue is not None:  # the queue holds the batches of this code size
                     fn.reset()
-                    for _ in range(fn.batches):
-                        fn.push(torch.randn(batch_size, d, generator=gen))
-
-                def run(fn: Term = fn, z: torch.Tensor = z) -> None:
-                    fn(z).backward()
-
-                rows.append({"term": name, "d": d,
-                             "seconds": median_seconds(run, repeats=repeats, warmup=2)})
-    table = pd.DataFrame(rows, columns=["term", "d", "seconds"])
+                    for q in queue:
+                        fn.push(q)
+                start = time.perf_counter()
+                fn(z).backward()
+                if round_ >= 2:
+                    times[k].append(time.perf_counter() - start)
+    table = pd.DataFrame([{"term": name, "d": d, "seconds": float(np.median(t))}
+                          for (name, d, *_), t in zip(runs, times, strict=True)],
+                         columns=["term", "d", "seconds"])
     if step_seconds is not None:
         table["share"] = table["seconds"] / check_real("step_seconds", step_seconds, gt=0.0)
     return table
