@@ -353,7 +353,10 @@ class QueuedTerm:
     :math:`K` small against the number of steps over which the codes change); (c) the pooled
     term spreads its gradient over :math:`(K+1)B` codes, so the systematic force on each
     current code is about :math:`1/(K+1)` of the same term on the batch alone: multiply
-    :math:`\beta` by about :math:`K+1` to compare at equal force.
+    :math:`\beta` by about :math:`K+1` to compare at equal force. For spacing and
+    nearest-neighbour estimates the pull of each code's close neighbours does not shrink with
+    the pool, so their gradient on the current batch becomes mostly that pull
+    (:func:`gradient_alignment`); for the sorted-quantile statistics it does not.
     """
 
     def __init__(self, term: Term, batches: int) -> None:
