@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "ROTATED",
     "STATISTICS",
     "QueuedTerm",
     "candidate_terms",
