@@ -472,3 +472,50 @@ def test_numpy_integers_are_accepted_by_the_surrogate():
     assert random_rotation(np.int64(3)).shape == (3, 3)
     with pytest.raises(ValueError, match="m must be"):
         m_spacing_entropy(z, np.bool_(True))
+
+
+# --------------------------------------------------------------------------------------------
+# The surrogate's parts
+# --------------------------------------------------------------------------------------------
+
+from entropic_ae.estimators import minibatch_entropy_parts  # noqa: E402
+
+
+@pytest.mark.parametrize("b, d", [(40, 5), (100, 16), (50, 128)])
+@pytest.mark.parametrize("rotate", [True, False])
+def test_surrogate_parts_add_up_and_match_the_float64_reference(b, d, rotate):
+    z = synthetic.sample("uniform", b, d, seed=b * d) * 2.0 + 1.0
+    parts = minibatch_entropy_parts(z, rotate=rotate, generator=torch.Generator().manual_seed(3))
+    whole = minibatch_entropy(z, rotate=rotate, generator=torch.Generator().manual_seed(3))
+    assert set(parts) == {"scale", "log_det", "axes", "rotated"}
+    assert sum(parts.values()).item() == pytest.approx(whole.item(), abs=1e-9)
+    x = z.numpy()
+    zhat = (x - x.mean(0)) / x.std(0)
+    lam = d / (d + b)
+    m = default_spacing(b)
+    assert parts["scale"].item() == pytest.approx(float(np.log(x.std(0)).sum()), abs=1e-9)
+    assert parts["log_det"].item() == pytest.approx(
+        0.5 * np.linalg.slogdet((1 - lam) * zhat.T @ zhat / b + lam * np.eye(d))[1], abs=1e-9)
+    axes = sum(reference_spacing_entropy(zhat[:, j], m) for j in range(d))
+    assert parts["axes"].item() == pytest.approx(0.5 * axes if rotate else axes, abs=1e-9)
+    if rotate:
+        q = random_rotation(d, torch.Generator().manual_seed(3), dtype=torch.float64).numpy()
+        v = zhat @ q
+        v = v / np.sqrt((v * v).mean(0))
+        rotated = 0.5 * sum(reference_spacing_entropy(v[:, j], m) for j in range(d))
+        assert parts["rotated"].item() == pytest.approx(rotated, abs=1e-9)
+    else:
+        assert parts["rotated"].item() == 0.0
+
+
+def test_surrogate_parts_are_differentiable_and_check_their_input():
+    z = torch.randn(12, 3, generator=torch.Generator().manual_seed(8), dtype=torch.float64,
+                    requires_grad=True)
+    for part in ("log_det", "axes", "rotated"):
+        assert torch.autograd.gradcheck(lambda t, part=part: minibatch_entropy_parts(
+            t, generator=torch.Generator().manual_seed(9))[part], (z,))
+    assert minibatch_entropy_parts(z.detach().half())["axes"].dtype == torch.float16
+    with pytest.raises(ValueError, match="singular"):
+        minibatch_entropy_parts(torch.randn(10, 20), shrinkage=0.0)
+    with pytest.raises(ValueError, match="m must be"):
+        minibatch_entropy_parts(torch.randn(10, 2), m=6)
