@@ -19,10 +19,12 @@ import concurrent.futures
 import json
 import multiprocessing
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 
+from entropic_ae.entropy_terms import log_det_correlation, sliced_gaussianity
 from entropic_ae.estimators import kozachenko_leonenko, minibatch_entropy
 from entropic_ae.timing import format_seconds, median_seconds
 
@@ -32,6 +34,10 @@ __all__ = ["ENTROPY_TERMS", "isolated", "main", "step_seconds", "term_seconds"]
 ENTROPY_TERMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "Kozachenko–Leonenko": kozachenko_leonenko,
     "minibatch surrogate": minibatch_entropy,
+    "surrogate, m = 8": partial(minibatch_entropy, m=8),
+    "sliced W2 + axes": partial(sliced_gaussianity, statistic="wasserstein", directions=64,
+                                axes=True),
+    "½ log det R": partial(log_det_correlation, shrinkage=0.0),
 }
 
 

@@ -39,9 +39,9 @@ __all__ = [
     "decoder_l2",
     "eae",
     "eae_mb",
+    "eae_sw",
     "gated",
     "imq_mmd",
-    "log_det_correlation",
     "mse",
     "rae",
     "rae_gp",
@@ -226,36 +226,40 @@ def eae(model: nn.Module, x: torch.Tensor, k: int = 1) -> dict[str, torch.Tensor
             "neg_entropy": -kozachenko_leonenko(z, k=k)}
 
 
-def eae_mb(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def eae_mb(model: nn.Module, x: torch.Tensor, m: int | None = None) -> dict[str, torch.Tensor]:
     r"""EAE-MB: the EAE with the book's minibatch surrogate :math:`S`
-    (:func:`entropic_ae.estimators.minibatch_entropy`, a fresh random rotation from torch's
-    global generator each step) in place of the Kozachenko–Leonenko estimate. Terms ``recon``
-    and ``neg_entropy`` :math:`= -S`."""
+    (:func:`entropic_ae.estimators.minibatch_entropy` with ``m`` spacings, a fresh random
+    rotation from torch's global generator each step) in place of the Kozachenko–Leonenko
+    estimate. Terms ``recon`` and ``neg_entropy`` :math:`= -S`."""
     z = model.encode(x)
     return {"recon": reconstruction_error(model.decode(z), x),
-            "neg_entropy": -minibatch_entropy(z)}
+            "neg_entropy": -minibatch_entropy(z, m=m)}
 
 
-def log_det_correlation(z: torch.Tensor) -> torch.Tensor:
-    r""":math:`\tfrac12\log\det R` of the batch's code correlation matrix :math:`R` (float64
-    inside): the entropy of the Gaussian with the codes' correlations minus that of
-    :math:`\mathcal N(0, I)`, at most 0, and 0 only for uncorrelated codes."""
-    if z.dim() != 2 or z.shape[0] < 2:
-        raise ValueError(f"z must have shape (B >= 2, d), got {tuple(z.shape)}")
-    c = z.double() - z.double().mean(0)
-    cov = c.T @ c / (z.shape[0] - 1)
-    sd = cov.diagonal().clamp_min(1e-12).sqrt()
-    r = cov / (sd[:, None] * sd[None, :])
-    return (0.5 * torch.linalg.slogdet(r)[1]).to(z.dtype)
+def eae_sw(model: nn.Module, x: torch.Tensor, directions: int = 64) -> dict[str, torch.Tensor]:
+    r"""EAE-SW: the EAE with a sliced Wasserstein term in place of the entropy estimate:
+    ``neg_entropy`` :math:`= -T(z)`, :math:`T(z) = -\frac dK\sum_k W_2^2(z\theta_k,
+    \mathcal N(0,1))` over the ``d`` axes and ``directions`` fresh random directions
+    (:func:`entropic_ae.entropy_terms.sliced_gaussianity`), maximal (0) only for codes whose
+    projections are all standard normal."""
+    from entropic_ae.entropy_terms import sliced_gaussianity
+
+    z = model.encode(x)
+    term = sliced_gaussianity(z, "wasserstein", directions=directions, axes=True)
+    return {"recon": reconstruction_error(model.decode(z), x), "neg_entropy": -term}
 
 
 def bn_decorrelation(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    r"""BN-AE + decorrelation, the ablation of the EAE's entropy term to its Gaussian part:
-    ``recon`` and ``neg_logdet`` :math:`= -\tfrac12\log\det R(z)` (weight :math:`\beta`), so
-    the codes are pushed to be uncorrelated and nothing else."""
+    r"""BN-AE + decorrelation, the EAE's entropy term reduced to its Gaussian part:
+    ``recon`` and ``neg_logdet`` :math:`= -\tfrac12\log\det R(z)` with :math:`R` the batch's
+    code correlation (:func:`entropic_ae.entropy_terms.log_det_correlation`, no shrinkage;
+    at most 0, and 0 only for uncorrelated codes): the codes are pushed to be uncorrelated and
+    nothing else."""
+    from entropic_ae.entropy_terms import log_det_correlation
+
     z = model.encode(x)
     return {"recon": reconstruction_error(model.decode(z), x),
-            "neg_logdet": -log_det_correlation(z)}
+            "neg_logdet": -log_det_correlation(z, shrinkage=0.0)}
 
 
 def vae(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
