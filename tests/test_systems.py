@@ -117,12 +117,12 @@ def test_weight_overrides_spectral_norm_and_an_extra_decoder_l2():
 @pytest.mark.parametrize("shape, dataset", [((1, 28, 28), "mnist"), ((3, 32, 32), "cifar10"),
                                             ((3, 64, 64), "celeba")])
 def test_conv_systems_train_on_synthetic_images_of_every_dataset_shape(shape, dataset):
-    data = images(shape, n=24, seed=3)
+    data = images(shape, n=32, seed=3)
     names = list(CONV) if dataset == "mnist" else ["EAE", "VAE", "2SVAE", "RAE-GP", "RAE-SN"]
     for name in names:
         config = conv(name, dataset=dataset)
         objective = SYSTEMS[name].objective(config)
-        history = train(built(config), objective.loss, data, epochs=1, lr=1e-3, batch_size=12,
+        history = train(built(config), objective.loss, data, epochs=1, lr=1e-3, batch_size=16,
                         seed=0, weights=objective.weights)
         assert all(math.isfinite(v[-1]) for v in history.terms.values()), name
 
