@@ -58,21 +58,48 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_0(capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_unit_part_runs_the_device_tests_and_fails_when_none_ran(tmp_path):
-    result = check_unit("cpu", [ROOT / "tests" / "test_device.py"], workdir=tmp_path / "a")
-    assert result["passed"], result
-    assert result["tests"] >= 15 and result["skipped"] == 0 and result["failures"] == 0
-    skipping = tmp_path / "test_skips.py"
-    skipping.write_text("import pytest\n\n@pytest.mark.device\ndef test_a():\n"
-                        "    pytest.skip('no such device')\n")
+def test_unit_part_runs_the_marked_tests_with_the_device_in_the_environment(tmp_path):
+    env = tmp_path / "test_env.py"
+    env.write_text("import os\nimport pytest\n\n@pytest.mark.device\ndef test_a():\n"
+                   "    assert os.environ['ENTROPIC_AE_TEST_DEVICE'] == 'cpu'\n")
     failing = tmp_path / "test_fails.py"
     failing.write_text("import pytest\n\n@pytest.mark.device\ndef test_b():\n"
                        "    assert 1 == 2\n\ndef test_unmarked():\n    assert False\n")
-    skipped = check_unit("cpu", [skipping], workdir=tmp_path / "b")
+    skipping = tmp_path / "test_skips.py"
+    skipping.write_text("import pytest\n\n@pytest.mark.device\ndef test_c():\n"
+                        "    pytest.skip('no such device')\n")
+    good = check_unit("cpu", [env], workdir=tmp_path / "a")
+    assert good["passed"] and good["tests"] == 1, good
+    failed = check_unit("cpu", [env, failing], workdir=tmp_path / "b")
+    assert not failed["passed"] and failed["tests"] == 2  # the unmarked test is deselected
+    assert failed["failed_tests"] == ["test_fails::test_b"] and "assert 1 == 2" in failed[
+        "output"]
+    skipped = check_unit("cpu", [skipping], workdir=tmp_path / "c")
     assert not skipped["passed"] and skipped["error"] == "no device test ran"
-    failed = check_unit("cpu", [failing], workdir=tmp_path / "c")
-    assert not failed["passed"] and failed["tests"] == 1  # the unmarked test is deselected
-    assert failed["failed_tests"] == ["test_fails::test_b"]
+    assert skipped["skip_reasons"] == ["no such device"]
+
+
+@pytest.mark.slow
+def test_unit_part_uses_the_fixture_of_the_test_suite(tmp_path):
+    fixture_test = f"{ROOT / 'tests' / 'test_device.py'}::test_the_fixture_names_an_available_"
+    fixture_test += "device"
+    assert check_unit("cpu", [fixture_test], workdir=tmp_path / "a")["passed"]
+    if not torch.cuda.is_available():
+        result = check_unit("cuda", [fixture_test], workdir=tmp_path / "b")
+        assert not result["passed"] and result["skipped"] == 1
+        assert "no CUDA GPU" in result["skip_reasons"][0]
+
+
+def test_part_one_collects_only_the_files_that_mark_device_tests():
+    assert gpu_check.device_test_files() == [ROOT / "tests" / "test_device.py"]
+
+
+def test_chapters_part_says_what_is_missing_without_papermill(monkeypatch, tmp_path):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    result = check_chapters("cpu", [tmp_path / "01_x.ipynb"], tmp_path)
+    assert not result["passed"] and "not installed here: papermill, ipykernel" in result["error"]
 
 
 def test_chapter_parameters_are_read_from_the_tagged_cell(tmp_path):
@@ -126,6 +153,7 @@ def test_chapters_part_passes_only_when_a_chapter_ran_and_none_failed(monkeypatc
     assert verdict == {("01_a", "02_b"): True, ("02_b",): False, ("01_a", "03_c"): False}
 
 
+@pytest.mark.slow
 def test_precision_part_trains_each_system_in_both_precisions(images):
     result = check_precision("cpu", THREE, images)
     assert result["passed"], result
