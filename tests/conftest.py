@@ -30,3 +30,24 @@ def reference_idx_bytes():
         return bytes(out)
 
     return encode
+
+
+@pytest.fixture
+def test_device():
+    """The device of the tests marked ``device``: ``$ENTROPIC_AE_TEST_DEVICE`` (``cpu`` when
+    unset); ``python -m entropic_ae.gpu_check`` sets it to ``cuda``. Skips, with the reason,
+    when that device is not available here."""
+    import os
+
+    import torch
+
+    name = os.environ.get("ENTROPIC_AE_TEST_DEVICE", "").strip() or "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        pytest.fail(f"ENTROPIC_AE_TEST_DEVICE={name!r} is not a torch device")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"ENTROPIC_AE_TEST_DEVICE={name} but no CUDA GPU is available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        pytest.skip(f"ENTROPIC_AE_TEST_DEVICE={name} but Apple MPS is not available")
+    return device

@@ -6,6 +6,8 @@
                                  # the built pages checked in headless Chromium
     python3 tests/run.py browser [HTML]    # check a built book in the browser (_build/html)
     python3 tests/run.py set-repository URL [--branch B]   # publish a fork: see book/how_to_run.md
+    python3 tests/run.py gpu [OPTIONS]    # on a CUDA machine: python -m entropic_ae.gpu_check,
+                                          # report in _build/gpu-report.json (options passed on)
 
 Only the standard library is used here, so the script runs on a machine with nothing but
 ``python3``. Both commands are idempotent: the virtual environment (``.venv``) is reinstalled
@@ -461,19 +463,49 @@ def run_tests(only_unit: bool = False) -> None:
         sys.exit(1)
 
 
+GPU_REPORT = BUILD / "gpu-report.json"
+
+
+def has_nvidia_gpu() -> bool:
+    """Cheap and without torch: an NVIDIA driver's device file or ``nvidia-smi`` is there."""
+    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+
+
+def gpu_check(options: list[str]) -> int:
+    """``python -m entropic_ae.gpu_check --out _build/gpu-report.json --workdir
+    _build/gpu-check`` in the environment, with the data provisioned (book/how_to_run.md,
+    "Running the book on a GPU"). Without an NVIDIA GPU it says so in one line, before
+    installing anything, and returns 0."""
+    if not has_nvidia_gpu() and "--device" not in options:
+        print("no CUDA GPU: nothing to check", flush=True)
+        return 0
+    ensure_environment()
+    ensure_data()
+    defaults = {"--out": GPU_REPORT, "--workdir": BUILD / "gpu-check"}  # executed chapters
+    given = [str(a) for name, value in defaults.items() if name not in options
+             for a in (name, value)]
+    return run(PY, "-m", "entropic_ae.gpu_check", *given, *options, check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command",
-                        choices=["book", "test", "unit", "env", "browser", "set-repository"],
+                        choices=["book", "test", "unit", "env", "browser", "set-repository",
+                                 "gpu"],
                         help="book: build the book; test: the whole test suite; "
                              "unit: unit tests only (quick); env: just set up .venv and data; "
                              "browser: check built pages in headless Chromium; "
-                             "set-repository: point the book at another repository")
+                             "set-repository: point the book at another repository; "
+                             "gpu: check the book on a CUDA GPU (python -m entropic_ae.gpu_check "
+                             "--help lists its options)")
     parser.add_argument("target", nargs="?",
                         help="browser: the HTML folder (default _build/html); "
                              "set-repository: https://github.com/OWNER/REPO (default: keep)")
     parser.add_argument("--branch", help="set-repository: the branch the book is built from")
+    if sys.argv[1:2] == ["gpu"]:  # every later argument is gpu_check's own
+        os.chdir(ROOT)
+        sys.exit(gpu_check(sys.argv[2:]))
     args = parser.parse_args()
     command = args.command
     os.chdir(ROOT)
