@@ -43,6 +43,7 @@ from scipy import special
 from entropic_ae import synthetic
 from entropic_ae._checks import check_int, check_real
 from entropic_ae.estimators import (
+    full_precision,
     kozachenko_leonenko,
     minibatch_entropy,
     minibatch_entropy_parts,
@@ -125,6 +126,7 @@ def _check_generator(generator: object) -> torch.Generator | None:
 # --- 1. decorrelation only -----------------------------------------------------------------------
 
 
+@full_precision
 def log_det_correlation(z: torch.Tensor, *, shrinkage: float | None = None) -> torch.Tensor:
     r""":math:`\tfrac12\log\det\hat C_\lambda` of a batch of codes ``z`` (B × d), with
     :math:`\hat C = \hat z^\top\hat z/B` the batch correlation of the standardized codes and
@@ -292,6 +294,7 @@ STATISTICS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+@full_precision
 def sliced_gaussianity(z: torch.Tensor, statistic: str = "epps-pulley", *,
                        directions: int = 64, axes: bool = False,
                        generator: torch.Generator | None = None) -> torch.Tensor:

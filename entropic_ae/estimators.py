@@ -30,6 +30,7 @@ from entropic_ae._checks import is_integer, is_real
 
 __all__ = [
     "default_spacing",
+    "full_precision",
     "kozachenko_leonenko",
     "log_unit_ball_volume",
     "m_spacing_entropy",
@@ -85,6 +86,26 @@ def _kth_neighbours(z: torch.Tensor, k: int, block: int = 2048) -> torch.Tensor:
     return torch.cat(found)
 
 
+
+def full_precision(fn):
+    """Run an entropy function of a batch of codes outside autocast, with half-precision codes
+    promoted to float32 (and its value returned in float32): under a GPU's bf16 autocast the
+    estimators would otherwise compute distances, logarithms and matrix factorisations in bf16
+    (a Cholesky factorisation has no bf16 kernel at all)."""
+
+    @functools.wraps(fn)
+    def wrapper(z, *args, **kwargs):
+        if not isinstance(z, torch.Tensor):
+            return fn(z, *args, **kwargs)
+        if z.dtype in (torch.float16, torch.bfloat16):
+            z = z.float()
+        with torch.autocast(z.device.type, enabled=False):
+            return fn(z, *args, **kwargs)
+
+    return wrapper
+
+
+@full_precision
 def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) -> torch.Tensor:
     r"""Kozachenko–Leonenko estimate of the differential entropy of the rows of ``z`` (N × d).
 
@@ -336,6 +357,7 @@ def _surrogate_pieces(x: torch.Tensor, m: int, lam: float, rotate: bool,
     return torch.log(var), half_log_det, h
 
 
+@full_precision
 def minibatch_entropy(z: torch.Tensor, *, m: int | None = None, shrinkage: float | None = None,
                       rotate: bool = True,
                       generator: torch.Generator | None = None) -> torch.Tensor:
@@ -426,6 +448,7 @@ def minibatch_entropy(z: torch.Tensor, *, m: int | None = None, shrinkage: float
     return value.to(z.dtype)
 
 
+@full_precision
 def minibatch_entropy_parts(z: torch.Tensor, *, m: int | None = None,
                             shrinkage: float | None = None, rotate: bool = True,
                             generator: torch.Generator | None = None

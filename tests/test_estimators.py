@@ -424,9 +424,9 @@ def test_surrogate_gradients_are_finite_for_duplicates_and_wide_batches(b, d):
 def test_surrogate_in_half_precision():
     z = batch_norm(torch.randn(100, 16, generator=torch.Generator().manual_seed(10)))
     s = minibatch_entropy(z.half(), generator=torch.Generator().manual_seed(0))
-    assert s.dtype == torch.float16 and torch.isfinite(s)
+    assert s.dtype == torch.float32 and torch.isfinite(s)  # computed in float32 (full_precision)
     ref = minibatch_entropy(z.half().float(), generator=torch.Generator().manual_seed(0))
-    assert s.item() == pytest.approx(ref.item(), rel=1e-3)
+    assert s.item() == pytest.approx(ref.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -519,3 +519,20 @@ def test_surrogate_parts_are_differentiable_and_check_their_input():
         minibatch_entropy_parts(torch.randn(10, 20), shrinkage=0.0)
     with pytest.raises(ValueError, match="m must be"):
         minibatch_entropy_parts(torch.randn(10, 2), m=6)
+
+
+@pytest.mark.parametrize("name", ["kozachenko_leonenko", "minibatch_entropy"])
+def test_the_estimators_compute_in_full_precision_under_bf16_autocast(name):
+    import entropic_ae.estimators as est
+
+    fn = getattr(est, name)
+    z = torch.randn(100, 16, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+    plain = fn(z) if name == "kozachenko_leonenko" else fn(z, generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gen = torch.Generator().manual_seed(1)
+        auto = fn(z) if name == "kozachenko_leonenko" else fn(z, generator=gen)
+        half = fn(z.bfloat16()) if name == "kozachenko_leonenko" else fn(
+            z.bfloat16(), generator=torch.Generator().manual_seed(1))
+    assert auto.dtype == torch.float32 and torch.equal(auto, plain)
+    assert half.dtype == torch.float32 and abs(half.item() - plain.item()) < 0.05

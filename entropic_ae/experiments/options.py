@@ -154,6 +154,8 @@ class TrainingOptions(Options):
                                   "progress before the learning rate is cut (None: fixed epochs)")
     decay: float = option(0.3, Float(gt=0, lt=1), "factor of each learning-rate cut")
     cuts: int = option(2, Int(min=0), "cuts before the next plateau stops training")
+    min_delta: float = option(0.01, Float(ge=0, lt=1), "relative fall of the validation "
+                              "error that counts as progress")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -108,7 +108,7 @@ def _train(config: RunConfig, ctx: RunContext, data: str, on_corrupt: str
     objective = SYSTEMS[config.model].objective(config)
     o = config.options
     patience = getattr(o, "patience", None)
-    plateau = Plateau(patience, o.decay, o.cuts) if patience else None
+    plateau = Plateau(patience, o.decay, o.cuts, o.min_delta) if patience else None
     kwargs = dict(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                   seed=config.seed, weights=objective.weights, device=ctx.device,
                   optimizer=getattr(o, "optimizer", "adam"),

@@ -147,8 +147,9 @@ def measure(config: RunConfig, model: nn.Module, ctx: RunContext, data: str
     samplers = {"normal": prior_codes(model, m.n_samples, seed, second),
                 "gmm": sample_gmm(gmm, m.n_samples, seed=seed)}
     out: dict[str, Any] = {"recon_mse": reconstruction_mse(model, x_test)}
-    extractor = _extractor(config.dataset, m.feature_epochs, m.feature_limit,
-                           ctx.data_root, str(ctx.device))
+    with torch.enable_grad():  # the feature network trains on first use
+        extractor = _extractor(config.dataset, m.feature_epochs, m.feature_limit,
+                               ctx.data_root, str(ctx.device))
     reference = (None if extractor is None else
                  _reference((config.dataset, m.n_test, ctx.data_root), extractor))
     for sampler, z in samplers.items():
