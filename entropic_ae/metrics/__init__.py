@@ -28,32 +28,56 @@ from entropic_ae.metrics.frechet import (
     gaussian_frechet_distance,
 )
 from entropic_ae.metrics.gaussianity import (
+    FULL_DEPENDENCE_MAX_DIM,
     code_moments,
     gaussianity,
+    gaussianity_parts,
     kl_to_standard_normal,
     knn_kl_to_standard_normal,
     shrunk_correlation,
     wishart_log_det_bias,
 )
 from entropic_ae.metrics.reconstruction import per_class_mse, reconstruction_mse
+from entropic_ae.metrics.samples import (
+    SAMPLE_SCORE,
+    copy_fraction,
+    kid,
+    precision_recall_density_coverage,
+    reference_draw,
+    sample_score,
+    sample_scores,
+)
 from entropic_ae.metrics.units import ablation_active_units, active_units, unit_ablation
+from entropic_ae.metrics.validation import damage_study, qualifies, verdict_scores
 
 __all__ = [
+    "FULL_DEPENDENCE_MAX_DIM",
+    "SAMPLE_SCORE",
     "FeatureExtractor",
     "ablation_active_units",
     "active_units",
     "code_moments",
+    "copy_fraction",
+    "damage_study",
     "frechet_distance",
     "frechet_distance_images",
     "gaussian_frechet_distance",
     "gaussianity",
+    "gaussianity_parts",
     "image_features",
     "inception_feature_extractor",
+    "kid",
     "kl_to_standard_normal",
     "knn_kl_to_standard_normal",
     "per_class_mse",
+    "precision_recall_density_coverage",
+    "qualifies",
     "reconstruction_mse",
+    "reference_draw",
+    "sample_score",
+    "sample_scores",
     "shrunk_correlation",
     "unit_ablation",
+    "verdict_scores",
     "wishart_log_det_bias",
 ]
