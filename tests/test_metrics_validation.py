@@ -115,7 +115,7 @@ def test_verdict_scores_leave_copies_out():
     v = verdict_scores(q).iloc[0]
     assert v["qualifies"] and v["damages"] == 2 and v["damages_passed"] == 2
     assert (v["weakest_z_1"], v["strongest_z_1"]) == (2.0, 5.0)
-    assert v["monotone_every_seed"] == 1
+    assert v["monotone_every_seed"] == 1 and v["detected_at_1"] == 1  # z_1 = 2 is in the band
     assert not verdict_scores(q, exclude=()).iloc[0]["qualifies"]
 
 

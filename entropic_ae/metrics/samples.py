@@ -37,8 +37,14 @@ __all__ = [
     "sample_scores",
 ]
 
-SAMPLE_SCORE = "kid"
-"""The score behind :func:`sample_score` (chosen by the validation study of chapter 4)."""
+SAMPLE_SCORE = "frechet"
+"""The score behind :func:`sample_score`, chosen by the validation study of chapter 4
+(:mod:`entropic_ae.metrics.validation`): the Fréchet distance and the KID both rank real
+held-out images first and are strictly monotone in every damage's strength on MNIST and
+Fashion-MNIST; the Fréchet distance is monotone seed by seed in all of them (the KID misses one
+on Fashion-MNIST), resolves as many weakest damages from its real-vs-real noise (10 of 12 for
+both), and depends less on the feature network's training seed (values on damaged sets differ
+by 11 % between three LeNet seeds, the KID's by 31 %)."""
 
 
 def reference_draw(n_images: int, n: int, seed: int, parts: int = 2) -> tuple[torch.Tensor, ...]:
@@ -220,16 +226,22 @@ def _features(images: torch.Tensor, nets: list[FeatureExtractor]) -> list[torch.
     return [image_features(images, f) for f in nets]
 
 
+_SCORES = {"frechet": frechet_distance, "kid": kid}
+
+
 def sample_score(generated: torch.Tensor, reference: torch.Tensor | Sequence[torch.Tensor],
                  feature_extractor: Extractors) -> float:
     """The chapter's verdict score of ``generated`` images against ``reference`` images,
-    lower is better: :func:`kid` (:data:`SAMPLE_SCORE`) in the features of
-    ``feature_extractor``; for several extractors (a multi-seed feature space), the mean of
-    their scores. ``reference`` may be precomputed features, one (N, F) tensor per extractor
-    (a list, even for one), so the reference set is embedded once."""
+    lower is better: :data:`SAMPLE_SCORE` (the Fréchet distance, :func:`frechet_distance`) in
+    the features of ``feature_extractor`` (the book's LeNet); for several extractors (a
+    multi-seed feature space), the mean of their scores. ``reference`` may be precomputed
+    features, one (N, F) tensor per extractor (a list, even for one), so the reference set is
+    embedded once. Draw the reference set at random (:func:`reference_draw`): on MNIST,
+    consecutive blocks of the test file differ more than random draws do."""
     nets = _as_list(feature_extractor)
     gen, ref = _features(generated, nets), _features(reference, nets)
-    return float(np.mean([kid(g, r) for g, r in zip(gen, ref, strict=True)]))
+    score = _SCORES[SAMPLE_SCORE]
+    return float(np.mean([score(g, r) for g, r in zip(gen, ref, strict=True)]))
 
 
 def sample_scores(generated: torch.Tensor, reference: torch.Tensor | Sequence[torch.Tensor],

@@ -248,13 +248,15 @@ def qualifies(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def verdict_scores(qualified: pd.DataFrame, exclude: Sequence[str] = UNPUNISHABLE
-                   ) -> pd.DataFrame:
+def verdict_scores(qualified: pd.DataFrame, exclude: Sequence[str] = UNPUNISHABLE,
+                   band: float = 2.0) -> pd.DataFrame:
     """Per metric of a :func:`qualifies` table: ``qualifies`` on every damage but ``exclude``
     (copies of training images, which no distribution score can see), how many damages it
-    passes, and the weakest and strongest punishment at the first strength (``z_1``) over
-    those damages: the spread of its sensitivities (their ratio is how many times more one
-    damage costs than another)."""
+    passes, on how many it is monotone seed by seed, on how many the weakest strength already
+    lies beyond ``band`` real-vs-real standard deviations (``detected_at_1``: the damage is
+    resolved from the score's own noise), and the weakest and strongest punishment at the
+    first strength (``z_1``) over those damages (their ratio is how many times more one damage
+    costs than another)."""
     kept = qualified[~qualified["damage"].isin(exclude)]
     out = []
     for metric, rows in kept.groupby("metric", sort=False):
@@ -263,5 +265,6 @@ def verdict_scores(qualified: pd.DataFrame, exclude: Sequence[str] = UNPUNISHABL
                     "score": rows["score"].iloc[0], "qualifies": bool(rows["qualifies"].all()),
                     "damages_passed": int(rows["qualifies"].sum()), "damages": len(rows),
                     "monotone_every_seed": int(rows["monotone_every_seed"].sum()),
+                    "detected_at_1": int((z1 > band).sum()),
                     "weakest_z_1": float(z1.min()), "strongest_z_1": float(z1.max())})
     return pd.DataFrame(out)
