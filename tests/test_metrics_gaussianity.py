@@ -61,6 +61,7 @@ def test_calibrated_kl_against_known_answers(d, seed):
     assert estimates == sorted(estimates)
 
 
+@pytest.mark.slow
 def test_calibrated_kl_is_accurate_on_average():
     """Twenty draws at d = 64: the mean is within 0.05 nats of 0 for N(0, I) and within 1.5 %
     and 2.5 % of the truth for a uniform product (11.3 nats) and a correlated Gaussian (9.7
