@@ -15,6 +15,16 @@ and states how strongly each damage is punished in units of the score's own real
 difference means. Copies of training images are real images: no score of distributions can
 punish them (:func:`qualifies` reports them, :func:`verdict_scores` leaves them out), and the
 ``copy_fraction`` column, in pixel space, is the one that sees them.
+
+Measured at the chapter's sizes (sets of 2,000 test images, 3 seeds, 10 real-vs-real draws,
+the book's LeNet; 51 s of one CPU core per dataset): the Fréchet distance of real held-out
+images is 3.2 ± 1.1 on MNIST and 1.09 ± 0.35 on Fashion-MNIST (random draws; the first 2,000
+training against the first 2,000 test images give 14.6 on MNIST, whose test file is ordered by
+writer group). The Fréchet distance and the KID qualify on both datasets (also in the features
+of three LeNet seeds, averaged, and of LeNets trained on moved images, which changed nothing
+that matters); precision and density do not (blur and noise *raise* them: blurred digits sit
+where real ones are dense), nor do recall (contrast, shift) and, on MNIST, coverage (weak
+noise). :data:`entropic_ae.metrics.samples.SAMPLE_SCORE` says which score the chapter uses.
 """
 
 from __future__ import annotations
