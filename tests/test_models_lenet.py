@@ -1,11 +1,18 @@
 """The LeNet feature network: features, its cache, determinism."""
 
+import hashlib
+
 import pytest
 import torch
 
 import entropic_ae.models.lenet as lenet
 from entropic_ae.metrics import image_features
-from entropic_ae.models.lenet import LeNetFeatures, feature_network
+from entropic_ae.models.lenet import (
+    LeNetFeatures,
+    feature_network,
+    feature_networks,
+    random_affine,
+)
 
 
 def test_lenet_features_shape_and_mode_restored():
@@ -74,3 +81,60 @@ def test_a_failed_save_keeps_the_trained_network(tmp_path, monkeypatch):
         net, acc = feature_network("mnist", cache_dir=tmp_path, epochs=2, progress=False)
     assert isinstance(net, LeNetFeatures) and acc > 0.95
     assert not list(tmp_path.iterdir()), "no partial file is left"
+
+
+# --- augmentation and several seeds ----------------------------------------------------------
+
+
+def test_random_affine_without_ranges_is_the_identity():
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = random_affine(x, torch.Generator().manual_seed(1), shift=0.0, degrees=0.0, scale=0.0)
+    torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
+
+
+def test_random_affine_shifts_by_the_drawn_amount():
+    """A blob away from the border: its centre of mass moves by the drawn shift (replayed from
+    the same generator state: u = 2 U - 1, shift = 2 u pixels, x then y)."""
+    x = torch.zeros(6, 1, 28, 28)
+    x[:, 0, 11:17, 9:15] = 1.0
+    out = random_affine(x, torch.Generator().manual_seed(7), shift=2.0, degrees=0.0, scale=0.0)
+    u = torch.rand(6, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64) * 2 - 1
+    grid = torch.arange(28, dtype=torch.float32)
+
+    def centre(images):
+        mass = images[:, 0].sum((1, 2))
+        return ((images[:, 0].sum(1) * grid).sum(1) / mass,
+                (images[:, 0].sum(2) * grid).sum(1) / mass)
+
+    (x0, y0), (x1, y1) = centre(x), centre(out)
+    torch.testing.assert_close((x1 - x0).double(), 2.0 * u[:, 2], atol=1e-4, rtol=0)
+    torch.testing.assert_close((y1 - y0).double(), 2.0 * u[:, 3], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="images"):
+        random_affine(torch.rand(2, 1, 28, 20), torch.Generator())
+
+
+def test_augmented_networks_are_cached_apart_and_plain_names_are_unchanged(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(lenet, "load_images", fake_digits)
+    plain, _ = feature_network("mnist", cache_dir=tmp_path, epochs=1, progress=False)
+    aug, acc = feature_network("mnist", cache_dir=tmp_path, epochs=3, progress=False,
+                               augment=True)  # moved squares take 3 epochs (1, 2: 50 %)
+    assert len(list(tmp_path.glob("lenet-mnist-*.pt"))) == 2 and acc > 0.9
+    assert not torch.equal(plain.head.weight, aug.head.weight)
+    old_config = repr(sorted({"dataset": "mnist", "epochs": 1, "limit": None, "seed": 0,
+                              "arch": "lenet-16-32-128", "batch": 64, "lr": 2e-3}.items()))
+    name = f"lenet-mnist-{hashlib.sha1(old_config.encode()).hexdigest()[:10]}.pt"
+    assert (tmp_path / name).exists(), "the networks cached before augment= keep their names"
+    with pytest.raises(TypeError, match="augment"):
+        feature_network("mnist", cache_dir=tmp_path, augment="yes")
+
+
+def test_feature_networks_one_per_seed(tmp_path, monkeypatch):
+    monkeypatch.setattr(lenet, "load_images", fake_digits)
+    nets = feature_networks("mnist", seeds=[0, 1], cache_dir=tmp_path, epochs=1, progress=False)
+    assert len(nets) == 2 and not torch.equal(nets[0].head.weight, nets[1].head.weight)
+    again, _ = feature_network("mnist", seed=1, cache_dir=tmp_path, epochs=1, progress=False)
+    assert torch.equal(again.head.weight, nets[1].head.weight)
+    for bad in ([], [-1], [0.5]):
+        with pytest.raises(ValueError, match="seeds"):
+            feature_networks("mnist", seeds=bad, cache_dir=tmp_path)
