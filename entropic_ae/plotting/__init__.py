@@ -428,6 +428,7 @@ def interactive_sweep(
         s.observe(update, names="value")
     reset.on_click(on_reset)
     box = _sweep_box_class()([widgets.VBox([*sliders, reset]), image])
+    box.add_class("entropic-sweep")  # a stable handle for front-end tests (tests/lab_check.py)
     box.sliders = sliders
     box.image = image
     box.reset_button = reset
