@@ -59,10 +59,14 @@ CHAPTER = ROOT / "notebooks" / "02_compactifier.ipynb"
 SMOKE = ROOT / "notebooks" / "params" / "smoke"
 SWEEP_CLASS = "entropic-sweep"  # plotting.interactive_sweep adds it to the sweep's widget
 # JupyterLab user settings for the check (JUPYTERLAB_SETTINGS_DIR is a fresh folder): no news
-# toast over the notebook, no request to the internet for news or updates.
+# toast over the notebook, no request to the internet for news or updates; every cell in the
+# page (JupyterLab 4's default windowing, pinned: with "full" windowing, cells outside the view
+# leave the page, and a queued cell there would not be seen).
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
         {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings":
+        {"windowingMode": "contentVisibility"},
 }
 # The book's browser-test flags; host names still resolve to nothing, but 127.0.0.1 (where
 # JupyterLab listens) is reachable: the rule "MAP *" also catches IP addresses.
