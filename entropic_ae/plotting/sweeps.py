@@ -268,7 +268,9 @@ def interactive_sweep(
     for s in sliders:
         s.observe(update, names="value")
     reset.on_click(on_reset)
-    box = _sweep_box_class()([widgets.VBox([*sliders, reset]), image])
+    box = _sweep_box_class()([widgets.VBox([*sliders, reset]), image],
+                             layout=widgets.Layout(align_items="flex-start"))  # image unstretched
+    box.add_class("entropic-sweep")  # a stable handle for front-end tests (tests/lab_check.py)
     box.sliders = sliders
     box.image = image
     box.reset_button = reset
