@@ -42,14 +42,23 @@ ENTROPY_TERMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 
 def step_seconds(config: Any, batch_size: int | None = None, device: str = "cpu",
-                 repeats: int = 7, inner: int = 20, seed: int = 0) -> float:
+                 repeats: int = 7, inner: int = 20, seed: int = 0,
+                 precision: str | None = "auto") -> float:
     """Median seconds of one training step of ``config`` (a RunConfig): its system's model and
-    objective through :func:`entropic_ae.training`'s own step, on a random batch of
-    ``batch_size`` inputs (default: the config's), ``inner`` consecutive steps per timed block
-    (so a regulariser evaluated every k steps is averaged in)."""
+    objective through :func:`entropic_ae.training`'s own step, in the loop's layout and
+    precision, on a random batch of ``batch_size`` inputs (default: the config's), ``inner``
+    consecutive steps per timed block (so a regulariser evaluated every k steps is averaged
+    in)."""
     from entropic_ae.experiments.families import image_shape
     from entropic_ae.systems import SYSTEMS
-    from entropic_ae.training import _optimizer, _step, default_device, set_seed
+    from entropic_ae.training import (
+        _optimizer,
+        _step,
+        default_device,
+        resolve_precision,
+        set_seed,
+        uses_channels_last,
+    )
 
     dev = default_device(device)
     system = SYSTEMS[config.model]
@@ -57,10 +66,16 @@ def step_seconds(config: Any, batch_size: int | None = None, device: str = "cpu"
         set_seed(seed)
         model = system.build(config, image_shape(config)).to(dev).train()
         x = torch.rand(batch_size or config.batch_size, *image_shape(config)).to(dev)
+    if uses_channels_last(model, x):
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     objective = system.objective(config)
-    opt = _optimizer(model, getattr(config.options, "optimizer", "adam"), config.lr)
+    opt = _optimizer(model, getattr(config.options, "optimizer", "adam"), config.lr,
+                     objective.param_groups)
     counter = iter(range(10**9))
-    autocast = torch.autocast(dev.type, enabled=False)
+    bf16 = resolve_precision(precision, dev) == "bf16"
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
+    torch.backends.cudnn.benchmark = dev.type == "cuda"
 
     def step() -> None:
         _step(model, objective.loss, x, objective.weights, opt, objective.regularisers,

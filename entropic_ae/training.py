@@ -45,7 +45,7 @@ from entropic_ae.checkpoints import (
 )
 
 __all__ = ["History", "LossFn", "OPTIMIZERS", "Plateau", "Regulariser", "data_device",
-           "default_device", "resolve_precision", "set_seed", "train"]
+           "default_device", "resolve_precision", "set_seed", "train", "uses_channels_last"]
 
 LossFn = Callable[[nn.Module, torch.Tensor], Mapping[str, torch.Tensor]]
 OPTIMIZERS = ("adam", "sgd")
@@ -239,6 +239,14 @@ def _fingerprint(model: nn.Module, optimizer: str, batch_size: int, seed: int,
             "data": f"{tuple(x.shape)} {x.dtype} sha256 {h.hexdigest()}"}
 
 
+def uses_channels_last(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the loop trains ``model`` in the channels-last layout: for convolutional models
+    on image batches, where it is fastest (measured on the CPU at width 1/32: 33 against 42 ms
+    a step; on a GPU with cuDNN's autotuning too)."""
+    return x.dim() == 4 and any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+                                for m in model.modules())
+
+
 # --- The loop ------------------------------------------------------------------------------------
 
 
@@ -408,12 +416,9 @@ def train(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, *, epochs: int, lr
     x = _check_data(x)
     x = x.to(data_device(x.numel() * x.element_size(), dev))
     model.to(dev)
-    # on a GPU, convolutions run fastest in the channels-last layout with cuDNN's autotuning
-    channels_last = dev.type == "cuda" and x.dim() == 4 and any(
-        isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
+    channels_last = uses_channels_last(model, x)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    torch.backends.cudnn.benchmark = dev.type == "cuda"
     opt = _optimizer(model, optimizer, lr, param_groups)
     run = _Run(History())
     if plateau is not None:
@@ -430,6 +435,7 @@ def train(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, *, epochs: int, lr
     steps_per_epoch = len(_batch_bounds(x.shape[0], batch_size))
     bar = tqdm(total=epochs, initial=run.history.epochs, desc=desc, unit="epoch",
                disable=not progress)
+    benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, dev.type == "cuda"
     try:
         for epoch in range(run.history.epochs, epochs):
             if run.history.stopped is not None:
@@ -453,6 +459,7 @@ def train(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, *, epochs: int, lr
             if stop:
                 break
     finally:
+        torch.backends.cudnn.benchmark = benchmark
         bar.close()
         model.eval()
     if run.best_state is not None:
