@@ -31,6 +31,11 @@ amount of them (a "decoy"), and rescaling a ReLU unit changes them at no cost. T
 :math:`a_j = \mathbb E_x|h_j(x)| \cdot \lVert W^{out}_{:,j}\rVert_1`, is zero for a unit that
 never fires and does not change when the unit is rescaled; :func:`data_compactifier_loss` and
 its fused training version :func:`fused_data_compactifier_loss` penalise its entropy.
+
+A width measure that does not depend on how the activity is spread over the units but on how
+many *directions* the layer's activations span: the effective rank :func:`effective_rank`,
+:math:`\exp H_\alpha` of the normalised singular values of the centred activations on a batch
+(:func:`spectrum_entropy` is its logarithm), with the participation ratio as a special case.
 """
 
 from __future__ import annotations
