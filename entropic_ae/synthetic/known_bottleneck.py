@@ -1,4 +1,4 @@
-r"""Images with a bottleneck of known width at a known depth, for checking bottleneck finders.
+r"""Images with a bottleneck of known width, placed at a chosen depth, for bottleneck finders.
 
 Data: :math:`x = g(z)`, :math:`z \sim U[0, 1]^k` (or :math:`\mathcal N(0, I_k)`), where :math:`g`
 is a fixed random ReLU network (seeded) with the shape of the *decoder half* of the chapter's
@@ -11,9 +11,9 @@ autoencoder below a chosen node layer :math:`\ell^*` (``layer``): for the autoen
 What is known, and what "the right layer" means:
 
 1. *The width.* The data are a smooth function of a :math:`k`-dimensional code: the Jacobian of
-   :math:`g` has rank :math:`k` everywhere (tested), so no layer of an autoencoder that
-   reconstructs the data well can carry fewer than :math:`k` independent units, and :math:`k`
-   suffice: the right width is :math:`k`.
+   :math:`g` has rank :math:`k` everywhere (tested at random codes), so no layer of an
+   autoencoder that reconstructs the data well can carry fewer than :math:`k` independent
+   units, and :math:`k` suffice: the right width is :math:`k`.
 2. *A layer where width* :math:`k` *is exact.* The autoencoder whose layer :math:`\ell^*` is
    narrowed to :math:`k` units (``info["hand_sizes"]``) can hold :math:`z` itself there (a
    uniform code is non-negative, so ReLU passes it unchanged) and its layers
@@ -25,18 +25,21 @@ What is known, and what "the right layer" means:
    :math:`g` exactly; a :math:`k`-wide layer *before* :math:`\ell^*` can pass the code on
    through the later layers (:math:`k` of their units suffice), but leaves the encoder fewer
    layers to invert :math:`g`. So :math:`\ell^*` is the layer where both halves have the
-   generator's depth. This ordering is a claim about what training finds, not a theorem; it is
-   checked by training the hand-sized autoencoders with the :math:`k`-wide layer at
-   :math:`\ell^* - 1, \ell^*, \ell^* + 1` (the lowest error should be at :math:`\ell^*`).
-   A bottleneck finder *succeeds* when its narrowest layer is :math:`\ell^*` and that layer's
-   active width (by ablation) is :math:`k \pm 1`.
+   generator's depth. This ordering is a claim about what training finds, not a theorem, and
+   **measurement does not support it** for the chapter's network: hand-sized autoencoders with
+   the :math:`k`-wide layer at 2, 3 or 4 (10,000 images, 30 epochs, Adam, 3 seeds) reach test
+   errors of 0.0114 / 0.0080 / 0.0071 (:math:`k = 4`) and 0.0074 / 0.0093 / 0.0240
+   (:math:`k = 6`, one run dead), differences that dead ReLU units in the narrow layer dominate.
+   So only the *width* is a known answer; which inner layer holds it is not identified by the
+   reconstruction. A bottleneck finder is checked on the width (active units of its narrowest
+   layer within :math:`k \pm 1`) and on whether its choice of layer is the same across seeds.
 
 The random weights are set so that :math:`g` is injective and every unit is used: in each hidden
 layer, :math:`k` units are on for every code (the layer always holds an affine image of
 :math:`z`, so the Jacobian of :math:`g` has rank :math:`k` everywhere), and the kink of every other
-unit lies inside the data (on for 20-80 % of the codes, a random quantile each); every
-pixel's pre-activation has a random mean and a fixed
-spread over the data (``contrast``), so pixels vary and do not saturate.
+unit lies inside the data (on for 20-80 % of the codes, a random quantile each); every pixel's
+pre-activation has a random mean and a fixed spread over the data (``contrast``), so pixels vary
+and do not saturate.
 """
 
 from __future__ import annotations
