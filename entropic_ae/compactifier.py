@@ -31,6 +31,11 @@ amount of them (a "decoy"), and rescaling a ReLU unit changes them at no cost. T
 :math:`a_j = \mathbb E_x|h_j(x)| \cdot \lVert W^{out}_{:,j}\rVert_1`, is zero for a unit that
 never fires and does not change when the unit is rescaled; :func:`data_compactifier_loss` and
 its fused training version :func:`fused_data_compactifier_loss` penalise its entropy.
+
+A width measure that does not depend on how the activity is spread over the units but on how
+many *directions* the layer's activations span: the effective rank :func:`effective_rank`,
+:math:`\exp H_\alpha` of the normalised singular values of the centred activations on a batch
+(:func:`spectrum_entropy` is its logarithm), with the participation ratio as a special case.
 """
 
 from __future__ import annotations
@@ -44,17 +49,20 @@ from torch import nn
 from .entropy import SHANNON_ORDER_TOLERANCE, _check_order, _to_base, renyi_unchecked
 
 __all__ = [
+    "SPECTRA",
     "VARIANTS",
     "activity_entropy",
     "compactifier_loss",
     "data_activity",
     "data_compactifier_loss",
+    "effective_rank",
     "effective_units",
     "fused_data_compactifier_loss",
     "fused_layer_compactifier_loss",
     "incoming_activity",
     "layer_compactifier_loss",
     "outgoing_activity",
+    "spectrum_entropy",
 ]
 
 VARIANTS = ("in", "out", "both", "cumulative")
@@ -410,3 +418,81 @@ def fused_data_compactifier_loss(h: torch.Tensor, out_of: nn.Linear,
     _check_codes(h, out_of.weight)
     alpha = _fused_order(alpha, "data_compactifier_loss")
     return _FusedDataCompactifier.apply(h, out_of.weight, alpha)
+
+
+# --- Effective rank of a layer's activations -----------------------------------------------------
+
+#: How :func:`spectrum_entropy` turns the singular values into a probability vector.
+SPECTRA = ("singular", "variance")
+
+
+def spectrum_entropy(h: torch.Tensor, alpha: float = 1.0, spectrum: str = "singular",
+                     center: bool = True) -> torch.Tensor:
+    r"""Entropy :math:`H_\alpha(p)` (nats) of the normalised spectrum of a batch of activations.
+
+    ``h`` is B × n (one row per input). With :math:`\tilde h = h - \bar h` (the batch mean of
+    each unit subtracted; ``center=False`` keeps :math:`h`) and its singular values
+    :math:`\sigma_1 \ge \dots \ge \sigma_r`, :math:`r = \min(B, n)`:
+
+    * ``spectrum="singular"``: :math:`p_i = \sigma_i / \sum_j \sigma_j` (Roy & Vetterli's
+      effective rank uses :math:`\alpha = 1`);
+    * ``spectrum="variance"``: :math:`p_i = \sigma_i^2 / \sum_j \sigma_j^2`, the shares of the
+      variance along the principal axes (eigenvalues of the covariance); :math:`\alpha = 2` gives
+      the log of the participation ratio :math:`(\sum\lambda)^2 / \sum\lambda^2`.
+
+    Singular values at rounding level (:math:`\le \sigma_1 \max(B, n)\,\epsilon`) count as 0,
+    so that :math:`\alpha < 1` (and :math:`\alpha = 0`, the log of the numerical rank) do not
+    count the rounding noise of a rank-deficient batch. Differentiable in ``h`` (through
+    ``torch.linalg.svdvals``, whose gradient needs no singular vector gaps). Invariant to
+    rotations of the units (:math:`h \to h Q`), to a common scale :math:`h \to c h` and,
+    centred, to adding a constant to a unit; *not* to rescaling single
+    units. Raises ``ValueError`` for input that is not B × n floating point with B >= 2 (B >= 1
+    uncentred), holds NaN/inf, or is constant (all singular values 0).
+    """
+    alpha = _check_order(alpha)
+    if spectrum not in SPECTRA:
+        raise ValueError(f"spectrum must be one of {SPECTRA}, got {spectrum!r}")
+    if not isinstance(center, bool):
+        raise TypeError(f"center must be True or False, got {type(center).__name__}")
+    if not isinstance(h, torch.Tensor):
+        raise TypeError(f"h must be a torch.Tensor of activations (B, n), got {type(h).__name__}")
+    if not h.is_floating_point():
+        raise TypeError(f"h must be floating point, got {h.dtype}")
+    least = 2 if center else 1
+    if h.dim() != 2 or h.shape[0] < least or h.shape[1] < 1:
+        raise ValueError(f"h must have shape (B >= {least}, n >= 1): one row of activations per "
+                         f"input, got {tuple(h.shape)}")
+    sigma = _singular_values(h - h.mean(0, keepdim=True) if center else h)
+    weights = sigma if spectrum == "singular" else sigma * sigma
+    total = weights.sum()
+    if not bool(total > 0):
+        raise ValueError("the activations are constant over the batch (every singular value is "
+                         "0): their spectrum has no distribution")
+    return renyi_unchecked(weights / total, alpha)
+
+
+def _singular_values(h: torch.Tensor) -> torch.Tensor:
+    r"""Singular values of ``h``, those at rounding level (at most :math:`\sigma_1 \max(B, n)
+    \epsilon`, NumPy's ``matrix_rank`` rule) set to 0; a NaN or infinite entry raises
+    ``ValueError``."""
+    if not bool(torch.isfinite(h.detach()).all()):
+        raise ValueError("h contains NaN or infinite entries")
+    sigma = torch.linalg.svdvals(h)
+    tol = sigma.detach().amax() * max(h.shape) * torch.finfo(h.dtype).eps
+    return torch.where(sigma.detach() > tol, sigma, 0.0)
+
+
+def effective_rank(h: torch.Tensor, alpha: float = 1.0, spectrum: str = "singular",
+                   center: bool = True) -> torch.Tensor:
+    r"""Effective rank :math:`\exp H_\alpha(p)` of a batch of activations ``h`` (B × n), with
+    :math:`p` the normalised spectrum of :func:`spectrum_entropy`.
+
+    Between 1 (the centred activations lie on one line) and :math:`\min(B, n)` (all singular
+    values equal); a layer whose activations span exactly :math:`k` orthogonal directions of
+    equal size has effective rank :math:`k` for every ``alpha`` and ``spectrum``. With the defaults
+    it is the effective rank of Roy & Vetterli (2007), :math:`\exp(-\sum_i p_i\log p_i)`,
+    :math:`p_i = \sigma_i / \sum_j \sigma_j`; ``alpha=2, spectrum="variance"`` is the
+    participation ratio :math:`(\sum_i\sigma_i^2)^2 / \sum_i\sigma_i^4`. A 0-d tensor,
+    differentiable; ``float(...)`` for a number.
+    """
+    return spectrum_entropy(h, alpha, spectrum, center).exp()

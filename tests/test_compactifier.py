@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,12 +12,14 @@ from entropic_ae.compactifier import (
     compactifier_loss,
     data_activity,
     data_compactifier_loss,
+    effective_rank,
     effective_units,
     fused_data_compactifier_loss,
     fused_layer_compactifier_loss,
     incoming_activity,
     layer_compactifier_loss,
     outgoing_activity,
+    spectrum_entropy,
 )
 from entropic_ae.models.mlp import MLPAutoencoder
 
@@ -334,3 +337,107 @@ def test_fused_data_penalty_of_a_batch_where_no_unit_fires_is_zero_without_gradi
     assert value.item() == 0.0
     assert torch.equal(h.grad, torch.zeros_like(h))
     assert torch.equal(out_of.weight.grad, torch.zeros_like(out_of.weight))
+
+
+# --- Effective rank of activations ----------------------------------------------------------------
+
+
+def numpy_effective_rank(h: np.ndarray, alpha: float, spectrum: str, center: bool = True) -> float:
+    """exp of the Rényi entropy of the normalised singular values, by NumPy's SVD (float64)."""
+    s = np.linalg.svd(h - h.mean(0) if center else h, compute_uv=False)
+    s = s[s > s.max() * max(h.shape) * np.finfo(h.dtype).eps]  # numerical rank, as matrix_rank
+    p = s if spectrum == "singular" else s**2
+    if math.isinf(alpha):
+        return float(p.sum() / p.max())
+    return math.exp(loop_entropy(list(p), alpha))
+
+
+def with_spectrum(singular_values, batch=30, seed=0) -> torch.Tensor:
+    """A centred B x n matrix whose singular values are exactly ``singular_values``."""
+    gen = torch.Generator().manual_seed(seed)
+    n = len(singular_values)
+    a = torch.randn(batch, n, generator=gen, dtype=torch.float64)
+    u, _ = torch.linalg.qr(a - a.mean(0))
+    v, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    return u @ torch.diag(torch.tensor(singular_values, dtype=torch.float64)) @ v.T + 3.0
+
+
+@pytest.mark.parametrize("spectrum", ["singular", "variance"])
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, math.inf])
+def test_effective_rank_matches_numpy_svd(alpha, spectrum):
+    gen = torch.Generator().manual_seed(1)
+    for shape in ((50, 6), (4, 9), (128, 16)):
+        h = torch.randn(*shape, generator=gen, dtype=torch.float64) @ torch.randn(
+            shape[1], shape[1], generator=gen, dtype=torch.float64)
+        for center in (True, False):
+            got = float(effective_rank(h, alpha, spectrum, center))
+            want = numpy_effective_rank(h.numpy(), alpha, spectrum, center)
+            assert got == pytest.approx(want, rel=1e-10)
+
+
+def test_effective_rank_known_values():
+    # k equal singular values: rank k whatever the order and spectrum
+    for k in (1, 3, 5):
+        h = with_spectrum([2.0] * k + [0.0] * (6 - k))
+        for alpha in (0.0, 0.5, 1.0, 2.0, math.inf):
+            for spectrum in ("singular", "variance"):
+                assert float(effective_rank(h, alpha, spectrum)) == pytest.approx(k, rel=1e-9)
+    # Roy & Vetterli: p = s / sum s; participation ratio (sum s^2)^2 / sum s^4
+    s = [3.0, 2.0, 1.0, 0.5]
+    h = with_spectrum(s)
+    p = [v / sum(s) for v in s]
+    assert float(effective_rank(h)) == pytest.approx(math.exp(-sum(q * math.log(q) for q in p)))
+    pr = sum(v**2 for v in s) ** 2 / sum(v**4 for v in s)
+    assert float(effective_rank(h, 2.0, "variance")) == pytest.approx(pr, rel=1e-12)
+    assert float(spectrum_entropy(h, 2.0, "variance")) == pytest.approx(math.log(pr), rel=1e-12)
+
+
+def test_effective_rank_invariances():
+    gen = torch.Generator().manual_seed(2)
+    h = torch.randn(40, 5, generator=gen, dtype=torch.float64) * torch.tensor(
+        [3.0, 1.0, 0.5, 0.2, 0.1], dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen, dtype=torch.float64))
+    base = float(effective_rank(h))
+    assert float(effective_rank(h @ q)) == pytest.approx(base, rel=1e-10)  # rotation
+    assert float(effective_rank(7.0 * h)) == pytest.approx(base, rel=1e-10)  # common scale
+    assert float(effective_rank(h + 4.0)) == pytest.approx(base, rel=1e-10)  # constant, centred
+    scaled = h * torch.tensor([1.0, 1.0, 1.0, 1.0, 30.0], dtype=torch.float64)
+    assert abs(float(effective_rank(scaled)) - base) > 0.1  # single units: not invariant
+    # a dead unit (all zero) changes nothing
+    dead = torch.cat([h, torch.zeros(40, 1, dtype=torch.float64)], 1)
+    assert float(effective_rank(dead)) == pytest.approx(base, rel=1e-10)
+
+
+def test_effective_rank_gradient():
+    gen = torch.Generator().manual_seed(3)
+    h = torch.randn(12, 4, generator=gen, dtype=torch.float64) * torch.tensor(
+        [2.0, 1.0, 0.5, 0.25], dtype=torch.float64)
+    for alpha, spectrum in ((1.0, "singular"), (2.0, "variance"), (0.5, "singular")):
+        assert torch.autograd.gradcheck(
+            lambda t, a=alpha, s=spectrum: effective_rank(t, a, s), (h.clone().requires_grad_(),))
+    # float32 close to float64
+    h32 = h.float()
+    assert float(effective_rank(h32)) == pytest.approx(float(effective_rank(h)), rel=1e-5)
+
+
+def test_effective_rank_rejects_bad_input():
+    h = torch.rand(5, 3)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        effective_rank(h.tolist())
+    with pytest.raises(ValueError, match="shape"):
+        effective_rank(torch.rand(5))
+    with pytest.raises(ValueError, match="B >= 2"):
+        effective_rank(torch.rand(1, 3))
+    assert float(effective_rank(torch.rand(1, 3), center=False)) == pytest.approx(1.0)
+    with pytest.raises(TypeError, match="floating"):
+        effective_rank(torch.ones(4, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="constant"):
+        effective_rank(torch.ones(4, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        effective_rank(torch.full((4, 3), math.nan))
+    with pytest.raises(ValueError, match="spectrum"):
+        effective_rank(h, spectrum="eigen")
+    with pytest.raises(ValueError, match="alpha"):
+        effective_rank(h, alpha=-1.0)
+    with pytest.raises(TypeError, match="center"):
+        effective_rank(h, center=1)
