@@ -286,12 +286,14 @@ def _path(config: RunConfig) -> Objective:
 
 
 def _path_data(config: RunConfig) -> Objective:
-    from entropic_ae.paths import DataPathEntropyTerm
+    from entropic_ae.paths import Annealed, DataPathEntropyTerm
 
     o = config.options
+    tau = o.tau if o.tau_end is None else Annealed(o.tau, o.tau_end, o.tau_steps)
     term = DataPathEntropyTerm(weight=o.w_reg, every=o.path_every, alpha=o.alpha,
                                mode=o.path_mode, decoupled=o.decoupled,
-                               objective=o.path_objective, tau=o.tau,
+                               objective=o.path_objective, tau=tau, measure=o.path_measure,
+                               normalize=o.path_normalize,
                                layers=None if o.path_layers is None else list(o.path_layers))
     return Objective(losses.mse, {"mse": o.w_mse}, [term])
 

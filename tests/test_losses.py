@@ -11,13 +11,6 @@ from entropic_ae import losses
 from entropic_ae.compactifier import data_compactifier_loss, layer_compactifier_loss
 from entropic_ae.models.conv import ConvAutoencoder, ConvVAE, SecondStageVAE
 from entropic_ae.models.mlp import MLPAutoencoder
-from entropic_ae.paths import (
-    DataPathEntropyTerm,
-    PathEntropyTerm,
-    data_path_objective,
-    linear_params,
-    path_entropy,
-)
 
 WIDTH = 1 / 32
 
@@ -38,20 +31,16 @@ def test_mlp_objectives_match_their_parts():
     x = torch.rand(9, 12)
     assert losses.mse(model, x)["mse"].item() == pytest.approx(
         ((model(x) - x) ** 2).mean().item(), rel=1e-6)
-    terms = losses.compactifier_objective(2, "both", 0.5)(model, x)
+    terms = losses.compactifier(model, x, layer=2, variant="both", alpha=0.5)
     reference = layer_compactifier_loss(model.linears[1], model.linears[2], "both", 0.5)
     assert terms["entropy"].item() == pytest.approx(reference.item(), rel=1e-5)
-    term = PathEntropyTerm(every=1)
-    terms = losses.path_entropy_objective(term)(model, x)
-    ws, bs = linear_params(model)
-    assert terms["path_entropy"].item() == pytest.approx(path_entropy(ws, bs).item(), rel=1e-6)
 
 
 def test_data_compactifier_objective_matches_its_parts():
     torch.manual_seed(0)
     model = MLPAutoencoder([12, 6, 4, 6, 12], image_shape=(3, 2, 2)).double()
     x = torch.rand(9, 3, 2, 2, dtype=torch.float64)
-    terms = losses.data_compactifier_objective(2, alpha=0.5)(model, x)
+    terms = losses.data_compactifier(model, x, layer=2, alpha=0.5)
     assert set(terms) == {"mse", "entropy"}
     assert terms["mse"].item() == pytest.approx(losses.mse(model, x)["mse"].item(), rel=1e-12)
     h = model.encode(x, 2)
@@ -66,35 +55,13 @@ def test_data_compactifier_objective_matches_its_parts():
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-14)
 
 
-def test_data_compactifier_objective_checks_the_layer():
-    with pytest.raises(ValueError, match=">= 1"):
-        losses.data_compactifier_objective(0)
-    with pytest.raises(TypeError, match="int"):
-        losses.data_compactifier_objective(1.0)
+def test_the_mlp_objectives_check_the_layer():
     model = MLPAutoencoder([12, 6, 4, 6, 12])
-    with pytest.raises(ValueError, match="1..3"):
-        losses.data_compactifier_objective(4)(model, torch.rand(3, 12))
-
-
-@pytest.mark.parametrize("objective", ["softmin", "chain"])
-def test_data_path_entropy_objective_matches_its_parts(objective):
-    torch.manual_seed(0)
-    model = MLPAutoencoder([12, 6, 4, 6, 12], image_shape=(1, 3, 4)).double()
-    x = torch.rand(9, 1, 3, 4, dtype=torch.float64)
-    term = DataPathEntropyTerm(every=1, objective=objective)
-    terms = losses.data_path_entropy_objective(term)(model, x)
-    assert set(terms) == {"mse", "path_entropy"}
-    assert terms["mse"].item() == pytest.approx(losses.mse(model, x)["mse"].item(), rel=1e-12)
-    ws, bs = linear_params(model)
-    reference = data_path_objective(ws, bs, x, objective=objective)
-    assert terms["path_entropy"].item() == pytest.approx(reference.item(), rel=1e-12)
-    params = ws + bs
-    got = torch.autograd.grad(terms["path_entropy"], params)
-    want = torch.autograd.grad(reference, params)
-    for g, r in zip(got, want, strict=True):
-        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-14)
-    with pytest.raises(TypeError, match="DataPathEntropyTerm"):
-        losses.data_path_entropy_objective(PathEntropyTerm())
+    for bad in (0, 4, 1.0):
+        with pytest.raises(ValueError, match="hidden node layer in 1..3"):
+            losses.data_compactifier(model, torch.rand(3, 12), layer=bad)
+        with pytest.raises(ValueError, match="hidden node layer in 1..3"):
+            losses.compactifier(model, torch.rand(3, 12), layer=bad)
 
 
 def test_vae_kl_matches_torch_distributions():
@@ -105,7 +72,7 @@ def test_vae_kl_matches_torch_distributions():
     q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
     p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
     expected = torch.distributions.kl_divergence(q, p).sum(1).mean()
-    assert losses.vae_loss(model, x)["kl"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert losses.vae(model, x)["kl"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_gaussian_decoder_nll_matches_torch_distributions():
@@ -122,17 +89,14 @@ def test_cv_vae_adds_fixed_noise_and_penalises_the_mean():
     torch.manual_seed(0)
     model = ConvAutoencoder(latent_dim=3, width=WIDTH, bottleneck_norm=False).eval()
     x = images()
-    loss = losses.cv_vae_loss(0.7)
     torch.manual_seed(5)
-    terms = loss(model, x)
+    terms = losses.cv_vae(model, x, sigma=0.7)
     mu = model.encode(x)
     torch.manual_seed(5)
     z = mu + 0.7 * torch.randn_like(mu)
     assert terms["kl"].item() == pytest.approx(0.5 * mu.pow(2).sum(1).mean().item(), rel=1e-6)
     assert terms["recon"].item() == pytest.approx(
         losses.reconstruction_error(model.decode(z), x).item(), rel=1e-6)
-    with pytest.raises(ValueError, match="sigma"):
-        losses.cv_vae_loss(0.0)
 
 
 def reference_mmd(z, y, scales):
@@ -201,7 +165,7 @@ def test_decoder_l2_sums_the_decoder_kernels_only():
     assert losses.squared_weights(model).item() > losses.decoder_l2(model).item()
     with pytest.raises(ValueError, match="no layers"):
         losses.squared_weights(nn.ReLU())
-    wrapped = losses.with_decoder_l2(losses.ae_loss)(model, images())
+    wrapped = losses.with_decoder_l2(losses.ae)(model, images())
     assert set(wrapped) == {"recon", "decoder_l2"}
 
 
@@ -210,7 +174,7 @@ def test_second_stage_loss_resamples_the_first_stage_codes():
     second = SecondStageVAE(4, hidden=8, depth=3)
     posterior = torch.cat([torch.randn(16, 4), torch.full((16, 4), -2.0)], dim=1)
     torch.manual_seed(1)
-    terms = losses.two_stage_second_loss(second, posterior)
+    terms = losses.two_stage_second(second, posterior)
     torch.manual_seed(1)
     z = posterior[:, :4] + math.exp(-1.0) * torch.randn(16, 4)
     mu, logvar = second.posterior(z)
@@ -219,4 +183,4 @@ def test_second_stage_loss_resamples_the_first_stage_codes():
     assert terms["nll"].item() == pytest.approx(nll.item(), rel=1e-6)
     assert terms["kl"].item() >= 0 and math.isfinite(terms["kl"].item())
     with pytest.raises(ValueError, match="mu"):
-        losses.two_stage_second_loss(second, torch.randn(16, 4))
+        losses.two_stage_second(second, torch.randn(16, 4))

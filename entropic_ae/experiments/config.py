@@ -28,8 +28,10 @@ from entropic_ae.parameters import Float, Int, Optional, ParameterError
 __all__ = ["DATASETS", "FAMILIES", "RunConfig", "find", "grid"]
 
 FAMILIES = tuple(OPTIONS)
-#: Datasets a run can train on (``synthetic``: the toy family's generated data).
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba", "synthetic")
+#: Datasets a run can train on (``synthetic``: the toy family's generated data;
+#: ``known-bottleneck``: images from a random generator with a code of known size,
+#: :mod:`entropic_ae.synthetic.known_bottleneck`).
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba", "synthetic", "known-bottleneck")
 
 _FIELDS = {"n_train": Optional(Int(min=2)), "epochs": Int(min=1), "batch_size": Int(min=2),
            "lr": Float(gt=0), "seed": Int(min=0, max=2**32 - 1)}

@@ -48,6 +48,21 @@ def toy_data(n: int | None, dim: int) -> torch.Tensor:
     return torch.randn(n or 256, dim, generator=gen) @ mixing / dim**0.5
 
 
+#: Size of the known-bottleneck dataset's "training split" and "test split", as MNIST's.
+KNOWN_BOTTLENECK_SIZES = {"train": 60000, "test": 10000}
+
+
+@functools.lru_cache(maxsize=4)
+def _known_bottleneck(k: int, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from entropic_ae.synthetic.known_bottleneck import make_known_bottleneck
+
+    # the test split's codes come from another seed than the training split's
+    data_seed = 2 * seed + (1 if split == "train" else 2) + 1000
+    x, _ = make_known_bottleneck(KNOWN_BOTTLENECK_SIZES[split], k, seed, data_seed=data_seed)
+    x = x.reshape(-1, 1, 28, 28)
+    return x, torch.zeros(len(x), dtype=torch.long)
+
+
 def _training_range(dataset: str, n_total: int, n_train: int | None, n_val: int) -> int:
     if n_val >= n_total - 1:
         raise ValueError(f"n_val = {n_val} leaves no training images of the {n_total} in "
@@ -66,8 +81,12 @@ def images(config: RunConfig, split: str, root: Path | None,
     within a process: do not modify them."""
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
-    x, y = _split(config.dataset, "test" if split == "test" else "train",
-                  None if root is None else str(root))
+    part = "test" if split == "test" else "train"
+    if config.dataset == "known-bottleneck":
+        x, y = _known_bottleneck(config.options.bottleneck_k, config.options.bottleneck_seed,
+                                 part)
+    else:
+        x, y = _split(config.dataset, part, None if root is None else str(root))
     if split == "test":
         return x[:limit], y[:limit]
     n_val = config.options.n_val
@@ -107,8 +126,14 @@ def data_fingerprint(config: RunConfig, root: Path | None) -> str:
     a result."""
     o = config.options
     # only the fields that select the data: one digest per selection, not per config
-    probe = RunConfig.make("toy", "lin", dataset="synthetic", n_train=config.n_train,
-                           dim=o.dim) if config.family == "toy" else RunConfig.make(
-        config.family, "plain" if config.family == "mlp" else "AE", dataset=config.dataset,
-        n_train=config.n_train, n_val=o.n_val)
+    if config.family == "toy":
+        probe = RunConfig.make("toy", "lin", dataset="synthetic", n_train=config.n_train,
+                               dim=o.dim)
+    elif config.dataset == "known-bottleneck":
+        probe = RunConfig.make("mlp", "plain", dataset=config.dataset, n_train=config.n_train,
+                               n_val=o.n_val, bottleneck_k=o.bottleneck_k,
+                               bottleneck_seed=o.bottleneck_seed)
+    else:
+        probe = RunConfig.make(config.family, "plain" if config.family == "mlp" else "AE",
+                               dataset=config.dataset, n_train=config.n_train, n_val=o.n_val)
     return _digest_of(probe, root)

@@ -233,6 +233,15 @@ class MLPOptions(TrainingOptions):
     path_layers: Any = option(None, Optional(ListOf(Int(min=1))),
                               "layers of the data path entropy's soft minimum (None: inner)")
     tau: float = option(0.5, Float(gt=0), "temperature of the soft minimum")
+    tau_end: float | None = option(None, Optional(Float(gt=0)), "anneal the temperature "
+                                   "geometrically to this value (None: constant)")
+    tau_steps: int = option(1000, Int(min=1), "steps of the temperature's annealing")
+    path_measure: str = option("path", Choice("path", "singular", "variance"),
+                               "per-layer width measure of the data path entropy: the path "
+                               "mass, or the effective rank of the gated activations")
+    path_normalize: bool = option(False, Bool(), "divide each layer's entropy by log(width)")
+    bottleneck_k: int = option(4, Int(min=1), "known-bottleneck data: the true code size")
+    bottleneck_seed: int = option(0, Int(min=0), "known-bottleneck data: the generator's seed")
     optimizer: str = option("adam", Choice("adam", "sgd"), "optimiser (SGD: momentum 0.9)")
     linear_layers: Any = option((), ListOf(Int(min=1), min_len=0),
                                 "hidden layers without a ReLU (their units cannot die)")
