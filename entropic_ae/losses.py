@@ -230,8 +230,10 @@ def eae_mb(model: nn.Module, x: torch.Tensor, m: int | None = None) -> dict[str,
     r"""EAE-MB: the EAE with the book's minibatch surrogate :math:`S`
     (:func:`entropic_ae.estimators.minibatch_entropy` with ``m`` spacings, a fresh random
     rotation from torch's global generator each step) in place of the Kozachenko–Leonenko
-    estimate. Terms ``recon`` and ``neg_entropy`` :math:`= -S`."""
+    estimate. Terms ``recon`` and ``neg_entropy`` :math:`= -S`. (At most :math:`B/2`
+    spacings fit a batch of :math:`B` codes: ``m`` is capped there.)"""
     z = model.encode(x)
+    m = None if m is None else min(m, z.shape[0] // 2)
     return {"recon": reconstruction_error(model.decode(z), x),
             "neg_entropy": -minibatch_entropy(z, m=m)}
 

@@ -40,7 +40,8 @@ assert "matplotlib.pyplot" not in sys.modules, "matplotlib.pyplot was imported a
 
 
 def test_the_tree_shows_the_architecture():
-    for name in ("models.mlp", "models.conv", "models.lenet", "models.zoo", "losses",
+    for name in ("models.mlp", "models.conv", "models.lenet", "systems", "losses", "training",
+                 "checkpoints", "experiments.options", "experiments.cache", "paths.weights",
                  "data.load", "data.provision", "data.layout"):
         assert name in MODULES
 
