@@ -35,6 +35,11 @@ def _surrogate_m8(z: torch.Tensor) -> torch.Tensor:
     return minibatch_entropy(z, m=min(8, z.shape[0] // 2))
 
 
+def _log_det(z: torch.Tensor) -> torch.Tensor:
+    """½ log det of the codes' correlation, as BN-AE+logdet uses it."""
+    return log_det_correlation(z, shrinkage=0.0 if z.shape[0] > z.shape[1] else None)
+
+
 #: The entropy terms compared: name → function of a batch of codes.
 ENTROPY_TERMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "Kozachenko–Leonenko": kozachenko_leonenko,
@@ -42,7 +47,7 @@ ENTROPY_TERMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "surrogate, m = 8": _surrogate_m8,
     "sliced W2 + axes": partial(sliced_gaussianity, statistic="wasserstein", directions=64,
                                 axes=True),
-    "½ log det R": partial(log_det_correlation, shrinkage=0.0),
+    "½ log det R": _log_det,
 }
 
 

@@ -254,14 +254,16 @@ def eae_sw(model: nn.Module, x: torch.Tensor, directions: int = 64) -> dict[str,
 def bn_decorrelation(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     r"""BN-AE + decorrelation, the EAE's entropy term reduced to its Gaussian part:
     ``recon`` and ``neg_logdet`` :math:`= -\tfrac12\log\det R(z)` with :math:`R` the batch's
-    code correlation (:func:`entropic_ae.entropy_terms.log_det_correlation`, no shrinkage;
-    at most 0, and 0 only for uncorrelated codes): the codes are pushed to be uncorrelated and
-    nothing else."""
+    code correlation (:func:`entropic_ae.entropy_terms.log_det_correlation`; at most 0, and
+    0 only for uncorrelated codes): the codes are pushed to be uncorrelated and nothing else.
+    Without shrinkage when the batch has more codes than dimensions (the chapters' B = 100,
+    d = 16); a smaller batch, whose correlation is singular, takes the default shrinkage."""
     from entropic_ae.entropy_terms import log_det_correlation
 
     z = model.encode(x)
+    shrinkage = 0.0 if z.shape[0] > z.shape[1] else None
     return {"recon": reconstruction_error(model.decode(z), x),
-            "neg_logdet": -log_det_correlation(z, shrinkage=0.0)}
+            "neg_logdet": -log_det_correlation(z, shrinkage=shrinkage)}
 
 
 def vae(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
