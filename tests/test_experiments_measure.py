@@ -13,7 +13,7 @@ from entropic_ae.experiments.measure import conv as conv_measure
 @pytest.fixture
 def fake_images(monkeypatch):
     def fake(dataset, split, root):
-        n = 96 if split == "train" else 40
+        n = 96
         gen = torch.Generator().manual_seed(0 if split == "train" else 1)
         return torch.rand(n, 1, 28, 28, generator=gen), torch.arange(n) % 10
 
@@ -37,13 +37,19 @@ def test_an_mlp_run_reports_widths_per_layer(tmp_path, fake_images):
 def test_a_conv_run_scores_its_samples(tmp_path, fake_images, monkeypatch, name):
     monkeypatch.setattr(conv_measure, "_extractor", lambda *args: torch.nn.Flatten())
     config = RunConfig.make("conv", name, n_train=64, epochs=1, batch_size=32, width=1 / 32,
-                            latent_dim=3, measure={"n_test": 40, "n_samples": 40,
+                            latent_dim=3, measure={"n_test": 20, "n_samples": 40,
                                                    "gmm_components": 2, "kl_codes": 64,
-                                                   "bootstrap": 3, "ablation_images": 20,
-                                                   "second_epochs": 1})
+                                                   "ablation_images": 20, "second_epochs": 1,
+                                                   "second_hidden": 8})
     record = fit(config, tmp_path)
     m = record["metrics"]
-    assert all(m[k] > 0 for k in ("fd_normal", "fd_gmm", "recon_mse", "fd_normal_sd"))
+    for prefix in ("normal", "gmm", "recon"):
+        assert m[f"{prefix}_score"] == m[f"{prefix}_frechet"] > 0
+        assert 0 <= m[f"{prefix}_precision"] <= 1 and 0 <= m[f"{prefix}_coverage"] <= 1
+    assert m["recon_mse"] > 0 and 0 <= m["normal_mean_pixel"] <= 1
+    assert m["kl_to_normal"] == pytest.approx(m["kl_moment"] + m["kl_marginal"]
+                                              + m["kl_dependence"])
+    assert len(m["correlation_eigenvalues"]) == 3 and len(m["code_sd"]) == 3
     assert 0 <= m["active_units"] <= 3 and math.isfinite(m["kl_to_normal"])
     assert any(f.startswith("sampler-") for f in record["files"]) == (name == "2SVAE")
     assert not load_model(config, tmp_path).training

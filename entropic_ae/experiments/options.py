@@ -197,17 +197,20 @@ class ConvMeasure(Options):
 
     kind: ClassVar[str] = "measure option"
     family: ClassVar[str] = "conv"
-    n_test: int = option(2000, Int(min=2), "test images: reconstruction and reference set")
+    n_test: int = option(2000, Int(min=2, max=5000), "reference test images (a random draw); "
+                         "as many others are reconstructed")
     n_samples: int = option(2000, Int(min=2), "generated images per sampler")
     gmm_components: int = option(10, Int(min=1), "components of the mixture fitted to codes")
     kl_codes: int = option(2000, Int(min=3), "codes per Gaussianity score")
-    bootstrap: int = option(10, Int(min=0), "bootstrap resamples of the sample score's spread")
     feature_epochs: int = option(2, Int(min=1), "training epochs of the feature network")
     feature_limit: int | None = option(None, Optional(Int(min=10)),
                                        "training images of the feature network (None: all)")
     ablation_images: int = option(256, Int(min=2), "images of the unit-ablation measure")
-    second_epochs: int = option(20, Int(min=1), "epochs of the 2SVAE's second stage")
+    second_epochs: int = option(60, Int(min=1), "epochs of the 2SVAE's second stage")
     second_batch_size: int = option(64, Int(min=2), "batch size of the 2SVAE's second stage")
+    second_lr: float = option(1e-3, Float(gt=0), "learning rate of the 2SVAE's second stage")
+    second_hidden: int = option(256, Int(min=1), "units per layer of the 2SVAE's second stage "
+                                "(Dai & Wipf: 1024)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,14 +1,17 @@
 """Measurements of a conv run (chapters 4 and 5): samples decoded from N(0, I) and from a
-Gaussian mixture fitted to the training codes, scored against held-out images; the
-reconstruction error; how Gaussian the codes are; the active code dimensions.
+Gaussian mixture fitted to the training codes, scored against held-out images with the
+validated sample score and its fidelity and coverage columns; the reconstructions scored the
+same way (the ceiling a sampler could reach); the reconstruction error; how Gaussian the codes
+are, split into its parts; the codes' correlation spectrum; the active code dimensions.
 
-The two-stage VAE's second stage is its sampler: a small VAE trained here on the first
-stage's codes and stored beside the record (``sampler-<key>.pt``)."""
+The reference set is a random, seeded draw of ``n_test`` test images (the same for every run,
+so every run is scored against the same images), and the reconstructions are of a disjoint
+draw of as many. The two-stage VAE's second stage is its sampler: a small VAE trained here on
+the first stage's codes and stored beside the record (``sampler-<key>.pt``)."""
 
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import numpy as np
@@ -20,11 +23,12 @@ from entropic_ae.experiments.config import RunConfig
 from entropic_ae.experiments.context import RunContext, images
 from entropic_ae.metrics import (
     active_units,
-    frechet_distance,
+    gaussianity_parts,
     image_features,
     inception_feature_extractor,
-    kl_to_standard_normal,
     reconstruction_mse,
+    reference_draw,
+    sample_scores,
     unit_ablation,
 )
 from entropic_ae.models.conv import SecondStageVAE
@@ -33,10 +37,13 @@ from entropic_ae.sampling import decode, encode, fit_gmm, sample_gmm, sample_nor
 from entropic_ae.systems import SYSTEMS
 from entropic_ae.training import train
 
-__all__ = ["SAMPLERS", "measure", "posterior_codes", "prior_codes", "second_stage"]
+__all__ = ["REFERENCE_SEED", "SAMPLERS", "measure", "posterior_codes", "prior_codes",
+           "reference_images", "sampler_codes", "second_stage"]
 
-#: The samplers of the results table: column suffix → label used in the book.
+#: The samplers of the results table: column prefix → label used in the book.
 SAMPLERS = {"normal": "N(0,I)", "gmm": "GMM"}
+#: Seed of the random draw of the reference and comparison test images (shared by all runs).
+REFERENCE_SEED = 0
 
 
 @torch.no_grad()
@@ -46,21 +53,26 @@ def _posterior(model: nn.Module, x: torch.Tensor, device: torch.device,
     return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
 
 
-def second_stage(config: RunConfig, model: nn.Module, ctx: RunContext, data: str
-                 ) -> SecondStageVAE:
-    """The two-stage VAE's sampler: a :class:`SecondStageVAE` trained on the first stage's
-    posteriors of the training images (Dai & Wipf resample :math:`z` every batch), cached at
-    the record's ``sampler`` path."""
+def second_stage(config: RunConfig, model: nn.Module, ctx: RunContext, data: str,
+                 train_missing: bool = True) -> SecondStageVAE:
+    """The two-stage VAE's sampler: a :class:`SecondStageVAE` with ``second_hidden`` units per
+    layer, trained for ``second_epochs`` at ``second_lr`` on the first stage's posteriors of
+    the training images (Dai & Wipf resample :math:`z` every batch), cached at the record's
+    ``sampler`` path (``train_missing=False``: load it, never train)."""
+    m, d = config.measure, config.options.latent_dim
+    path = ctx.cache.sampler_path(config, data)
+    if not train_missing and not path.is_file():
+        raise FileNotFoundError(f"{config.slug}: its sampler was not trained (no {path}); run "
+                                "fit(config) first")
     x, _ = images(config, "train", ctx.data_root)
     mu, logvar = _posterior(model.eval(), x, ctx.device)
-    d = config.options.latent_dim
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        second = SecondStageVAE(d, d)
-    m = config.measure
-    train(second, losses.two_stage_second, torch.cat([mu, logvar], dim=1),
-          epochs=m.second_epochs, lr=config.lr, batch_size=m.second_batch_size, seed=config.seed,
-          device=ctx.device, checkpoint=ctx.cache.sampler_path(config, data))
+        second = SecondStageVAE(d, d, hidden=m.second_hidden)
+    with torch.enable_grad():
+        train(second, losses.two_stage_second, torch.cat([mu, logvar], dim=1),
+              epochs=m.second_epochs, lr=m.second_lr, batch_size=m.second_batch_size,
+              seed=config.seed, device=ctx.device, checkpoint=path)
     return second.eval()
 
 
@@ -71,7 +83,7 @@ def posterior_codes(config: RunConfig, model: nn.Module, x: torch.Tensor,
     image: :math:`\\mu + \\sigma\\varepsilon` for the VAEs, :math:`E(x) + \\sigma_0\\varepsilon`
     for the CV-VAE, the deterministic code otherwise (eval mode)."""
     gen = torch.Generator().manual_seed(seed)
-    if isinstance(model, nn.Module) and hasattr(model, "posterior"):
+    if hasattr(model, "posterior"):
         mu, logvar = _posterior(model, x, device)
         return mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)
     codes = encode(model, x)
@@ -93,11 +105,22 @@ def prior_codes(model: nn.Module, n: int, seed: int,
     return z
 
 
+def sampler_codes(config: RunConfig, model: nn.Module, ctx: RunContext, data: str, n: int,
+                  seed: int, second: SecondStageVAE | None = None) -> dict[str, torch.Tensor]:
+    """``n`` codes from each sampler of :data:`SAMPLERS`: the isotropic one
+    (:func:`prior_codes`) and a Gaussian mixture of ``gmm_components`` fitted (seeded) to the
+    training codes."""
+    x_train, _ = images(config, "train", ctx.data_root)
+    gmm = fit_gmm(encode(model, x_train), n_components=config.measure.gmm_components, seed=seed)
+    return {"normal": prior_codes(model, n, seed, second), "gmm": sample_gmm(gmm, n, seed=seed)}
+
+
 @functools.lru_cache(maxsize=4)
 def _extractor(dataset: str, epochs: int, limit: int | None, root: Any, device: str) -> Any:
     if dataset in ("mnist", "fashion-mnist"):
-        net, _ = feature_network(dataset, root=root, epochs=epochs, limit=limit, seed=0,
-                                 progress=False)
+        with torch.enable_grad():
+            net, _ = feature_network(dataset, root=root, epochs=epochs, limit=limit, seed=0,
+                                     progress=False)
         return net.to(device)
     try:
         return inception_feature_extractor(device)
@@ -105,65 +128,71 @@ def _extractor(dataset: str, epochs: int, limit: int | None, root: Any, device: 
         return None
 
 
+def reference_images(config: RunConfig, root: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference and the comparison test images of ``config``'s dataset: two disjoint,
+    random (seeded :data:`REFERENCE_SEED`) draws of ``n_test`` test images."""
+    x_test, _ = images(config, "test", root)
+    ref, comparison = reference_draw(len(x_test), config.measure.n_test, REFERENCE_SEED)
+    return x_test[ref], x_test[comparison]
+
+
 @functools.lru_cache(maxsize=4)
-def _reference(config_key: tuple, extractor: Any) -> torch.Tensor:
-    dataset, n_test, root = config_key
-    probe = RunConfig.make("conv", "AE", dataset=dataset)
-    x_test, _ = images(probe, "test", root, limit=n_test)
-    return image_features(x_test, extractor)
+def _reference_features(key: tuple, extractor: Any) -> torch.Tensor:
+    dataset, n_test, root = key
+    probe = RunConfig.make("conv", "AE", dataset=dataset, measure={"n_test": n_test})
+    return image_features(reference_images(probe, root)[0], extractor)
 
 
-def _frechet(generated: torch.Tensor, reference: torch.Tensor, resamples: int,
-             seed: int) -> tuple[float, float]:
-    """The Fréchet distance and its bootstrap standard deviation (both sets resampled)."""
-    fd = frechet_distance(generated, reference)
-    if resamples < 2:
-        return fd, math.nan
-    rng = np.random.default_rng(seed)
-    g, r = generated.numpy(), reference.numpy()
-    draws = [frechet_distance(g[rng.integers(0, len(g), len(g))],
-                              r[rng.integers(0, len(r), len(r))]) for _ in range(resamples)]
-    return fd, float(np.std(draws, ddof=1))
+def _scores(prefix: str, generated: torch.Tensor, reference: torch.Tensor, extractor: Any
+            ) -> dict[str, float]:
+    scores = sample_scores(generated, [reference], extractor)
+    return {f"{prefix}_{k}": float(v) for k, v in scores.items()}
+
+
+def _code_statistics(codes: torch.Tensor) -> dict[str, Any]:
+    z = codes.double().numpy()
+    corr = np.corrcoef(z, rowvar=False).reshape(z.shape[1], z.shape[1])
+    return {"code_sd": [float(s) for s in z.std(0, ddof=1)],
+            "correlation_eigenvalues": sorted(float(v) for v in np.linalg.eigvalsh(corr))}
 
 
 @torch.no_grad()
 def measure(config: RunConfig, model: nn.Module, ctx: RunContext, data: str
             ) -> tuple[dict[str, Any], list[str]]:
-    """Fréchet distances of samples from N(0, I) (``fd_normal``) and from a Gaussian mixture
-    fitted to the training codes (``fd_gmm``), each with a bootstrap spread; the test
-    reconstruction error per pixel; the calibrated KL of the aggregate posterior's codes to
-    N(0, I); active code dimensions by ablation (and the variance count)."""
+    """Per sampler (``normal``, ``gmm``): the sample score and KID of ``n_samples`` decoded
+    codes against the reference images, with precision, recall, density and coverage, and the
+    mean pixel of the samples; ``recon_*``: the same scores of the reconstructions of the
+    comparison images; ``recon_mse`` (test, per pixel); the Gaussianity of the aggregate
+    posterior's codes, split (``kl_moment``, ``kl_marginal``, ``kl_dependence``, their sum
+    ``kl_to_normal``); the codes' sd and correlation eigenvalues; active code dimensions by
+    ablation (and the variance count)."""
     m, seed = config.measure, config.seed
     x_train, _ = images(config, "train", ctx.data_root)
-    x_test, _ = images(config, "test", ctx.data_root, limit=m.n_test)
-    files = []
-    second = None
+    ref_images, comparison = reference_images(config, ctx.data_root)
+    files, second = [], None
     if SYSTEMS[config.model].sampler == "two-stage":
-        with torch.enable_grad():
-            second = second_stage(config, model, ctx, data)
+        second = second_stage(config, model, ctx, data)
         files.append(ctx.cache.sampler_path(config, data).name)
-    codes = encode(model, x_train)
-    gmm = fit_gmm(codes, n_components=m.gmm_components, seed=seed)
-    samplers = {"normal": prior_codes(model, m.n_samples, seed, second),
-                "gmm": sample_gmm(gmm, m.n_samples, seed=seed)}
-    out: dict[str, Any] = {"recon_mse": reconstruction_mse(model, x_test)}
-    with torch.enable_grad():  # the feature network trains on first use
-        extractor = _extractor(config.dataset, m.feature_epochs, m.feature_limit,
-                               ctx.data_root, str(ctx.device))
-    reference = (None if extractor is None else
-                 _reference((config.dataset, m.n_test, ctx.data_root), extractor))
-    for sampler, z in samplers.items():
-        if reference is None:
-            out[f"fd_{sampler}"], out[f"fd_{sampler}_sd"] = math.nan, math.nan
-            continue
-        generated = image_features(decode(model, z), extractor)
-        out[f"fd_{sampler}"], out[f"fd_{sampler}_sd"] = _frechet(generated, reference,
-                                                                 m.bootstrap, seed)
+    out: dict[str, Any] = {"recon_mse": reconstruction_mse(model, comparison)}
+    extractor = _extractor(config.dataset, m.feature_epochs, m.feature_limit, ctx.data_root,
+                           str(ctx.device))
+    if extractor is not None:
+        reference = _reference_features((config.dataset, m.n_test, ctx.data_root), extractor)
+        recon = decode(model, encode(model, comparison))
+        out.update(_scores("recon", recon, reference, extractor))
+        for sampler, z in sampler_codes(config, model, ctx, data, m.n_samples, seed,
+                                        second).items():
+            generated = decode(model, z)
+            out.update(_scores(sampler, generated, reference, extractor))
+            out[f"{sampler}_mean_pixel"] = float(generated.mean())
     drawn = posterior_codes(config, model, x_train[:m.kl_codes], ctx.device, seed)
-    out["kl_to_normal"] = kl_to_standard_normal(drawn)
-    sample = x_test[:m.ablation_images].to(ctx.device)
-    rise = unit_ablation(model.encode, model.decode, sample, batch_size=512)
-    out["active_units"] = int((rise > 0.01).sum())
+    parts = gaussianity_parts(drawn, n=min(m.kl_codes, len(drawn)), seed=seed)
+    out.update({"kl_moment": parts["moment"], "kl_marginal": parts["marginal"],
+                "kl_dependence": parts["dependence"], "kl_to_normal": parts["total"]})
+    out.update(_code_statistics(encode(model, x_train[:m.kl_codes])))
+    sample = ref_images[:m.ablation_images].to(ctx.device)
+    out["active_units"] = int((unit_ablation(model.encode, model.decode, sample,
+                                             batch_size=512) > 0.01).sum())
     out["active_units_variance"] = active_units(encode(model, x_train[:m.kl_codes],
                                                        pre_norm=True), 0.01)
     return out, files
