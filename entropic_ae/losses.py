@@ -306,12 +306,22 @@ def rae_l2(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
             "decoder_l2": decoder_l2(model)}
 
 
-def rae_gp(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    r"""RAE-GP: ``recon``, ``code_l2`` and ``decoder_gp`` (:func:`decoder_gradient_penalty`)."""
+def rae_gp(model: nn.Module, x: torch.Tensor, penalty_codes: int = 25
+           ) -> dict[str, torch.Tensor]:
+    r"""RAE-GP: ``recon``, ``code_l2`` and ``decoder_gp`` (:func:`decoder_gradient_penalty`).
+    The penalty is the batch mean of a per-code quantity; it is estimated on the batch's first
+    ``penalty_codes`` codes (the batches are shuffled, so this is an unbiased estimate of the
+    batch mean), because its double backward pass made a training step 3.5 times as long as
+    the other systems' (measured at width 1/32 on the CPU: 138 against 40 s a run)."""
     z = model.encode(x)
     x_hat = model.decode(z)
+    if penalty_codes < z.shape[0]:
+        part = z[:penalty_codes]
+        penalty = decoder_gradient_penalty(part, model.decode(part))
+    else:
+        penalty = decoder_gradient_penalty(z, x_hat)
     return {"recon": reconstruction_error(x_hat, x), "code_l2": _code_penalty(z),
-            "decoder_gp": decoder_gradient_penalty(z, x_hat)}
+            "decoder_gp": penalty}
 
 
 def two_stage_first(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

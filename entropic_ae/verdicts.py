@@ -98,10 +98,12 @@ def _values(name: str, values: Sequence[float]) -> np.ndarray:
 
 
 def decide(a: Sequence[float], b: Sequence[float], lower_is_better: bool = True,
-           k: float = 2.0) -> Decision:
+           k: float = 2.0, floor: float = 0.0) -> Decision:
     r"""The verdict on "A is better than B" from per-seed values ``a`` and ``b``: effect
     :math:`\pm(\bar b - \bar a)` (positive in the claimed direction) against the spread
-    :math:`k\,s_p`, :math:`s_p = \sqrt{(s_a^2 + s_b^2)/2}` (``k = 2``: the book's rule)."""
+    :math:`\max(k\,s_p, f)`, :math:`s_p = \sqrt{(s_a^2 + s_b^2)/2}` (``k = 2``: the book's
+    rule; ``floor`` :math:`f`: the smallest difference the measurement itself resolves, e.g.
+    twice the sd of the difference of two scores of real images)."""
     if not isinstance(lower_is_better, bool):
         raise TypeError("lower_is_better must be True or False")
     if isinstance(k, bool) or not isinstance(k, int | float) or not k > 0:
@@ -109,7 +111,8 @@ def decide(a: Sequence[float], b: Sequence[float], lower_is_better: bool = True,
     xa, xb = _values("a", a), _values("b", b)
     mean_a, mean_b = float(xa.mean()), float(xb.mean())
     effect = (mean_b - mean_a) if lower_is_better else (mean_a - mean_b)
-    spread = k * math.sqrt((xa.var(ddof=1) + xb.var(ddof=1)) / 2.0)
+    floor = check_real("floor", floor, ge=0)
+    spread = max(k * math.sqrt((xa.var(ddof=1) + xb.var(ddof=1)) / 2.0), floor)
     if effect > spread:
         verdict = HOLDS
     elif effect < -spread:
@@ -217,7 +220,8 @@ def claim_id_from(claim: str, **labels: Any) -> str:
 
 def claim_row(table: pd.DataFrame, claim: str, better: Mapping[str, Any],
               worse: Mapping[str, Any], value: str, lower_is_better: bool = True, *,
-              claim_id: str | None = None, **labels: Any) -> dict[str, Any]:
+              claim_id: str | None = None, floor: float = 0.0, **labels: Any
+              ) -> dict[str, Any]:
     """One row of a claims table: ``claim_id``, ``claim``, the extra ``labels`` (e.g.
     ``dataset=...``), and the :func:`decide` numbers for the ``value`` column of the rows
     matching ``better`` (the claimed better, one row per seed) against those matching
@@ -226,18 +230,19 @@ def claim_row(table: pd.DataFrame, claim: str, better: Mapping[str, Any],
 
     ``claim_id`` is a short stable identifier (lower-case letters, digits and single
     underscores, e.g. ``"eae_beats_vae_normal"``); new code passes one. Without it the row
-    gets :func:`claim_id_from` of the claim and the labels.
+    gets :func:`claim_id_from` of the claim and the labels. ``floor``: see :func:`decide`.
     """
     if claim_id is None:
         claim_id = claim_id_from(claim, **labels)
     elif not isinstance(claim_id, str) or not _CLAIM_ID.match(claim_id):
         raise ValueError(f"claim_id must be lower-case letters and digits joined by single "
                          f"underscores, e.g. 'eae_beats_vae_normal'; got {claim_id!r}")
-    d = decide(_select(table, better, value), _select(table, worse, value), lower_is_better)
+    d = decide(_select(table, better, value), _select(table, worse, value), lower_is_better,
+               floor=floor)
     return {"claim_id": claim_id, "claim": claim, **labels, "verdict": d.verdict,
             "effect": d.effect, "spread": d.spread, "mean_better": d.mean_a,
             "mean_worse": d.mean_b, "sd_better": d.sd_a, "sd_worse": d.sd_b,
-            "seeds": min(d.n_a, d.n_b), "p_value": d.p_value}
+            "seeds": min(d.n_a, d.n_b), "p_value": d.p_value, "floor": float(floor)}
 
 
 def _row_sds(row: Mapping[str, Any], k: float) -> tuple[float, float]:
@@ -256,7 +261,8 @@ def flip_probabilities(claims: pd.DataFrame, draws: int = 2000, seed: int = 0,
     ``draws`` times, ``seeds`` values per side from
     :math:`\mathcal N(\bar a, s_a^2)` and :math:`\mathcal N(\bar b, s_b^2)`
     (``mean_better``/``sd_better``, ``mean_worse``/``sd_worse``; without sd columns both are
-    ``spread / k``), decided again by the rule; the share of draws whose verdict differs from
+    ``spread / k``), decided again by the rule (with the row's ``floor``, if it has one); the
+    share of draws whose verdict differs from
     the row's. The sum over the rows is the expected number of verdicts that would change.
 
     A verdict far beyond the threshold scores near 0; one at the threshold near 1/2; an
@@ -281,7 +287,8 @@ def flip_probabilities(claims: pd.DataFrame, draws: int = 2000, seed: int = 0,
         sign = 1.0 if math.isclose(row["effect"], row["mean_worse"] - row["mean_better"],
                                    rel_tol=1e-9, abs_tol=1e-12) else -1.0
         effect = sign * (b.mean(1) - a.mean(1))
-        spread = k * np.sqrt((a.var(1, ddof=1) + b.var(1, ddof=1)) / 2.0)
+        floor = float(row["floor"]) if "floor" in row and np.isfinite(row["floor"]) else 0.0
+        spread = np.maximum(k * np.sqrt((a.var(1, ddof=1) + b.var(1, ddof=1)) / 2.0), floor)
         verdict = np.where(effect > spread, HOLDS, np.where(effect < -spread, NOT_HOLDS,
                                                             UNDECIDED))
         out.append(float((verdict != row["verdict"]).mean()))

@@ -53,3 +53,21 @@ def test_a_conv_run_scores_its_samples(tmp_path, fake_images, monkeypatch, name)
     assert 0 <= m["active_units"] <= 3 and math.isfinite(m["kl_to_normal"])
     assert any(f.startswith("sampler-") for f in record["files"]) == (name == "2SVAE")
     assert not load_model(config, tmp_path).training
+
+
+def test_sample_images_come_from_the_stored_run_without_training(tmp_path, fake_images,
+                                                                  monkeypatch):
+    monkeypatch.setattr(conv_measure, "_extractor", lambda *args: torch.nn.Flatten())
+    config = RunConfig.make("conv", "2SVAE", n_train=64, epochs=1, batch_size=32, width=1 / 32,
+                            latent_dim=3, measure={"n_test": 20, "n_samples": 40,
+                                                   "gmm_components": 2, "kl_codes": 64,
+                                                   "ablation_images": 20, "second_epochs": 1,
+                                                   "second_hidden": 8})
+    with pytest.raises(FileNotFoundError):
+        conv_measure.sample_images(config, tmp_path, device="cpu")
+    fit(config, tmp_path, device="cpu")
+    shown = conv_measure.sample_images(config, tmp_path, device="cpu", n=5)
+    assert set(shown) == {"N(0,I)", "GMM", "test", "reconstruction"}
+    assert all(v.shape == (5, 1, 28, 28) for v in shown.values())
+    again = conv_measure.sample_images(config, tmp_path, device="cpu", n=5)
+    assert torch.equal(again["N(0,I)"], shown["N(0,I)"])

@@ -38,7 +38,7 @@ from entropic_ae.systems import SYSTEMS
 from entropic_ae.training import train
 
 __all__ = ["REFERENCE_SEED", "SAMPLERS", "measure", "posterior_codes", "prior_codes",
-           "reference_images", "sampler_codes", "second_stage"]
+           "reference_images", "sample_images", "sampler_codes", "second_stage"]
 
 #: The samplers of the results table: column prefix → label used in the book.
 SAMPLERS = {"normal": "N(0,I)", "gmm": "GMM"}
@@ -196,3 +196,22 @@ def measure(config: RunConfig, model: nn.Module, ctx: RunContext, data: str
     out["active_units_variance"] = active_units(encode(model, x_train[:m.kl_codes],
                                                        pre_norm=True), 0.01)
     return out, files
+
+
+def sample_images(config: RunConfig, cache_dir: Any = None, data_root: Any = None,
+                  device: Any = "auto", n: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``n`` images of a trained run (never trains): decoded draws of each sampler
+    (``"N(0,I)"``, ``"GMM"``), and the first ``n`` comparison test images with their
+    reconstructions (``"test"``, ``"reconstruction"``)."""
+    from entropic_ae.experiments.context import data_fingerprint
+    from entropic_ae.experiments.runner import _context, load_model
+
+    model = load_model(config, cache_dir, data_root, device)
+    ctx = _context(cache_dir, data_root, device, False)
+    data = data_fingerprint(config, ctx.data_root)
+    second = (second_stage(config, model, ctx, data, train_missing=False)
+              if SYSTEMS[config.model].sampler == "two-stage" else None)
+    codes = sampler_codes(config, model, ctx, data, n, seed, second)
+    test = reference_images(config, ctx.data_root)[1][:n]
+    return {**{SAMPLERS[k]: decode(model, z) for k, z in codes.items()}, "test": test,
+            "reconstruction": decode(model, encode(model, test))}
