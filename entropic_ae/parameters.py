@@ -399,6 +399,28 @@ SCHEMAS: dict[str, Mapping[str, Spec]] = {
         "floor_draws": Int(min=2),
         "check_samples": Int(min=10),
     },
+    "05_entropy_terms": {
+        **COMMON, **_TRAINING,
+        "datasets": ListOf(Choice(*_DATASETS)),
+        "betas": MappingOf(Choice(*[n for n in _systems("conv") if n.startswith("EAE")]),
+                           ListOf(Float(gt=0))),
+        "width": Float(gt=0),
+        "latent_dim": Int(min=1),
+        "n_val": Int(min=2),
+        "patience": Int(min=1),
+        "lr_decay": Float(gt=0, lt=1),
+        "n_samples": Int(min=2),
+        "gmm_components": Int(min=1),
+        "kl_codes": Int(min=3),
+        "feature_net_epochs": Int(min=1),
+        "feature_net_limit": Optional(Int(min=10)),
+        "floor_draws": Int(min=2),
+        "estimator_batches": ListOf(Int(min=3)),
+        "estimator_dims": ListOf(Int(min=1)),
+        "estimator_repeats": Int(min=2),
+        "ranking_repeats": Int(min=2),
+        "cost_repeats": Int(min=1),
+    },
 }
 
 

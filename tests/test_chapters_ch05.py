@@ -65,3 +65,60 @@ def test_front_claims_aggregate_the_matched_points():
     assert math.isnan(absent["effect"])
     assert claims.loc["x_below_eae_samples_mnist", "effect"] == pytest.approx(5.0)
     assert claims.loc["x_below_eae_samples_mnist", "floor"] == 0.5
+
+
+def test_entropy_weight_reads_the_run_weights():
+    from entropic_ae.experiments import RunConfig
+
+    assert ch05.entropy_weight(RunConfig.make("conv", "EAE", weights={"neg_entropy": 3})) == 3.0
+    assert ch05.entropy_weight(RunConfig.make("conv", "BN-AE+logdet",
+                                              weights={"neg_logdet": 0.5})) == 0.5
+    assert ch05.entropy_weight(RunConfig.make("conv", "BN-AE")) == 0.0
+
+
+def test_ranking_inversions_sort_dimensions_by_the_rule():
+    rows = []
+    for d, gaussian in ((4, 1.0), (16, 0.5), (64, 0.0)):
+        rows += [{"d": d, "kind": "gaussian", "mean": gaussian, "std": 0.05},
+                 {"d": d, "kind": "uniform", "mean": 0.5, "std": 0.05},
+                 {"d": d, "kind": "two-bump", "mean": 0.45, "std": 0.05}]
+    table = pd.DataFrame(rows).set_index(["d", "kind"])
+    assert ch05.ranking_inversions(table) == {"ranked": [4], "gaussian last": [64],
+                                              "not ranked": [16]}
+    with pytest.raises(ValueError, match="Gaussian"):
+        ch05.ranking_inversions(table.drop(index="gaussian", level=1))
+
+
+def test_the_surrogate_check_matches_the_derivation_on_large_batches():
+    gaussian = ch05.surrogate_check("gaussian", 4000, 8, 0)
+    assert gaussian["|sum of parts − surrogate|"] < 1e-4
+    assert gaussian["½ log det Ĉ_λ"] == pytest.approx(0.0, abs=0.01)
+    assert gaussian["axes part"] == pytest.approx(gaussian["½ Σ exact marginal entropies"],
+                                                  abs=0.05)
+    uniform = ch05.surrogate_check("uniform", 4000, 8, 0)
+    assert uniform["axes part"] == pytest.approx(uniform["½ Σ exact marginal entropies"],
+                                                 abs=0.05)
+    correlated = ch05.surrogate_check("correlated-gaussian", 4000, 8, 0)
+    # the sampling sd of a log det of 8 × 8 correlations from 4000 draws is about 0.06
+    assert correlated["½ log det Ĉ_λ"] == pytest.approx(correlated["exact ½ log det C"],
+                                                        abs=0.15)
+
+
+def test_matched_weights_pick_the_closest_reconstruction():
+    table = ch05.fronts(runs(EAE + [("X", 1.0, 0.0105, 50.0), ("X", 3.0, 0.013, 10.0),
+                                    ("BN-AE", 0.0, 0.009, 70.0)]))
+    assert ch05.matched_weights(table, "EAE", 1.0) == {"EAE": 1.0, "X": 3.0}
+    with pytest.raises(ValueError, match="β = 2"):
+        ch05.matched_weights(table, "EAE", 2.0)
+
+
+def test_the_goal_sentence_follows_the_claims():
+    good = [("X", 1.0, 0.011, 50.0), ("X", 3.0, 0.015, 40.0)]
+    both = pd.concat([runs(EAE + good, "mnist"), runs(EAE + good, "fashion-mnist")])
+    claims = ch05.front_claims({"samples": ch05.fronts(both)}, ["X"])
+    assert "X beats the paper's EAE" in ch05.goal_sentence(claims, ["mnist", "fashion-mnist"])
+    bad = [("Y", 1.0, 0.011, 60.0), ("Y", 3.0, 0.015, 50.0)]
+    mixed = pd.concat([runs(EAE + good, "mnist"), runs(EAE + bad, "fashion-mnist")])
+    claims = ch05.front_claims({"samples": ch05.fronts(mixed)}, ["X", "Y"])
+    sentence = ch05.goal_sentence(claims, ["mnist", "fashion-mnist"])
+    assert sentence.startswith("No term's front") and "Y lies above it" in sentence

@@ -21,7 +21,9 @@ from scipy import stats
 
 from entropic_ae.verdicts import HOLDS, NOT_HOLDS, UNDECIDED, with_holm
 
-__all__ = ["CLAIM_COLUMNS", "front_claims", "fronts", "matched_points", "validation_error"]
+__all__ = ["CLAIM_COLUMNS", "entropy_weight", "front_claims", "fronts", "goal_sentence",
+           "matched_points", "matched_weights", "ranking_inversions", "score_floor",
+           "surrogate_check", "validation_error"]
 
 CLAIM_COLUMNS = ["claim_id", "family", "claim", "dataset", "verdict", "effect", "spread",
                  "mean_better", "mean_worse", "seeds", "sd_better", "sd_worse", "p_value",
@@ -140,3 +142,117 @@ def front_claims(points: dict[str, pd.DataFrame], terms: Sequence[str],
                     "floor": floors.get(dataset, 0.0) if score == "samples" else 0.0,
                     "matched_points": len(matched)})
     return with_holm(pd.DataFrame(out))[CLAIM_COLUMNS]
+
+
+def entropy_weight(config: Any) -> float:
+    """The weight β of a run's entropy-like term (``neg_entropy`` or ``neg_logdet``; 0 for a
+    system without one)."""
+    weights = dict(config.options.weights)
+    return float(weights.get("neg_entropy", weights.get("neg_logdet", 0.0)))
+
+
+def ranking_inversions(table: pd.DataFrame, k: float = 2.0) -> dict[str, list[int]]:
+    """Per dimension of an estimator study's table indexed by ``(d, kind)`` with ``mean`` and
+    ``std`` over its batches: where the Gaussian scores above every other kind by the
+    book's rule (``ranked``), below every other kind (``gaussian last``), or neither
+    (``not ranked``)."""
+    out: dict[str, list[int]] = {"ranked": [], "gaussian last": [], "not ranked": []}
+    for d in dict.fromkeys(table.index.get_level_values(0)):
+        here = table.loc[d]
+        if "gaussian" not in here.index or len(here) < 2:
+            raise ValueError(f"d = {d}: the table needs the Gaussian and another kind")
+        g = here.loc["gaussian"]
+        margins = []
+        for _, row in here.drop(index="gaussian").iterrows():
+            spread = k * math.sqrt((g["std"] ** 2 + row["std"] ** 2) / 2.0)
+            margins.append((g["mean"] - row["mean"], spread))
+        if all(m > s for m, s in margins):
+            out["ranked"].append(int(d))
+        elif all(m < -s for m, s in margins):
+            out["gaussian last"].append(int(d))
+        else:
+            out["not ranked"].append(int(d))
+    return out
+
+
+def surrogate_check(kind: str, n: int, d: int, seed: int) -> dict[str, Any]:
+    """The surrogate's parts on ``n`` batch-normalised draws of a synthetic ``kind``, next to
+    what the derivation says they approach for large ``n``: ``½ log det C`` (0 for products;
+    for the correlated Gaussian its entropy minus the uncorrelated one's) and half the sum of
+    the exact marginal entropies; and how far the parts' sum is from the surrogate itself."""
+    import torch
+
+    from entropic_ae import synthetic
+    from entropic_ae.estimators import minibatch_entropy, minibatch_entropy_parts
+
+    z = synthetic.batch_normalise(synthetic.sample(kind, n, d, seed=seed))
+    parts = minibatch_entropy_parts(z, generator=torch.Generator().manual_seed(seed))
+    total = minibatch_entropy(z, generator=torch.Generator().manual_seed(seed))
+    gaussian = 0.5 * math.log(2 * math.pi * math.e)
+    correlated = kind == "correlated-gaussian"
+    marginal = gaussian if correlated else synthetic.coordinate_entropy(kind)
+    return {"distribution": kind,
+            "|sum of parts − surrogate|": abs(float(sum(parts.values())) - float(total)),
+            "½ log det Ĉ_λ": float(parts["log_det"]),
+            "exact ½ log det C": (synthetic.entropy(kind, d) - d * gaussian) if correlated
+            else 0.0,
+            "axes part": float(parts["axes"]), "½ Σ exact marginal entropies": 0.5 * d * marginal,
+            "rotated part": float(parts["rotated"])}
+
+
+def score_floor(dataset: str, n_test: int, draws: int, feature_epochs: int,
+                feature_limit: int | None, root: Any, seed: int) -> float:
+    """The sample score's own resolution on ``dataset``: :func:`entropic_ae.chapters.ch04.
+    score_floor` of the scores of ``draws`` random draws of ``n_test`` real test images against
+    disjoint draws of as many (chapter 4's LeNet feature network)."""
+    from entropic_ae.chapters.ch04 import score_floor as floor_of
+    from entropic_ae.data import load_images
+    from entropic_ae.metrics import reference_draw, sample_score
+    from entropic_ae.models.lenet import feature_network
+
+    net, _ = feature_network(dataset, root=root, epochs=feature_epochs, limit=feature_limit,
+                             progress=False)
+    x, _ = load_images(dataset, "test", root=root)
+    values = []
+    for i in range(draws):
+        ref, comparison = reference_draw(len(x), n_test, seed + i)
+        values.append(sample_score(x[comparison], x[ref], net))
+    return floor_of(values)
+
+
+def matched_weights(points: pd.DataFrame, reference: str = "EAE", beta: float = 1.0
+                    ) -> dict[str, float]:
+    """For ``reference`` at ``beta`` and every other model of a :func:`fronts` table (one
+    dataset) that has several weights: the weight whose validation reconstruction error is
+    closest to the reference's (models with one point keep it)."""
+    ref = points[(points["model"] == reference) & (points["beta"] == beta)]
+    if ref.empty:
+        raise ValueError(f"the table has no {reference} at β = {beta:g}")
+    target = float(ref["val_mse"].iloc[0])
+    out = {reference: float(beta)}
+    for model, part in points.groupby("model", sort=False):
+        if model == reference or model in ("BN-AE", "BN-AE+logdet"):
+            continue
+        best = part.iloc[int(np.argmin((part["val_mse"] - target).abs().to_numpy()))]
+        out[model] = float(best["beta"])
+    return out
+
+
+def goal_sentence(claims: pd.DataFrame, datasets: Sequence[str]) -> str:
+    """The chapter's goal, judged from its claims: a term whose sample-score front lies below
+    the EAE's on every dataset; else what the fronts show."""
+    samples = claims[claims["family"] == "samples"]
+    winners = [term for term, part in samples.groupby(samples["claim"].str.split("'").str[0],
+                                                     sort=False)
+               if set(part["dataset"]) >= set(datasets) and (part["verdict"] == HOLDS).all()]
+    if winners:
+        return (f"{', '.join(winners)} beats the paper's EAE on N(0, I) samples at matched "
+                f"reconstruction on {' and '.join(datasets)} by the book's rule: the goal is met.")
+    losers = sorted({c.split("'")[0] for c, v in zip(samples["claim"], samples["verdict"],
+                                                      strict=True) if v == NOT_HOLDS})
+    lost = (f" {', '.join(losers)} lie{'s' if len(losers) == 1 else ''} above it on at least "
+            "one dataset." if losers else "")
+    return ("No term's front lies below the EAE's on every dataset by the book's rule, so the "
+            "goal is not met." + lost + " A term that measures the codes' shape better at batch "
+            "size 100 does not, at this scale, make better samples than the paper's "
+            "nearest-neighbour repulsion.")
