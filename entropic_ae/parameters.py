@@ -421,6 +421,7 @@ SCHEMAS: dict[str, Mapping[str, Spec]] = {
         "ranking_repeats": Int(min=2),
         "cost_repeats": Int(min=1),
     },
+    "06_verdicts": {**COMMON},
 }
 
 
