@@ -167,16 +167,11 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
 _HALF_LOG_2PIE = 0.5 * math.log(2.0 * math.pi * math.e)
 
 
-def _is_int(value: object) -> bool:
-    """A Python or NumPy integer, not a bool."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-
-
 def default_spacing(n: int) -> int:
     r"""Default window half-width of :func:`m_spacing_entropy` for ``n`` points:
     :math:`m = \max(2, \operatorname{round}(n^{1/3}/3))`, capped at :math:`\lfloor n/2\rfloor`
     (2 for :math:`n \le 420`, 4 at :math:`n = 2000`, 7 at :math:`n = 10^4`)."""
-    if not _is_int(n) or n < 2:
+    if not is_integer(n) or n < 2:
         raise ValueError(f"need an int n >= 2 points, got {n!r}")
     n = int(n)
     return min(n // 2, max(2, round(n ** (1.0 / 3.0) / 3.0)))
@@ -252,7 +247,7 @@ def m_spacing_entropy(x: torch.Tensor, m: int | None = None) -> torch.Tensor:
         raise ValueError(f"need at least 2 points for a spacing estimate, got {n}")
     if m is None:
         m = default_spacing(n)
-    if not _is_int(m) or not 1 <= m <= n // 2:
+    if not is_integer(m) or not 1 <= m <= n // 2:
         raise ValueError(f"m must be an int with 1 <= m <= n/2 = {n // 2}, got {m!r}")
     m = int(m)
     if not torch.isfinite(x).all():
@@ -281,7 +276,7 @@ def random_rotation(d: int, generator: torch.Generator | None = None,
     Draws from ``generator`` (on its own device, then moved to ``device``), or from torch's
     global generator of ``device`` when ``generator`` is None.
     """
-    if not _is_int(d) or d < 1:
+    if not is_integer(d) or d < 1:
         raise ValueError(f"dimension d must be a positive int, got {d!r}")
     d = int(d)
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -322,7 +317,7 @@ def _check_surrogate_args(z: torch.Tensor, m: int | None, shrinkage: float | Non
         lam = float(shrinkage)
     if m is None:
         m = default_spacing(b)
-    if not _is_int(m) or not 1 <= m <= b // 2:
+    if not is_integer(m) or not 1 <= m <= b // 2:
         raise ValueError(f"m must be an int with 1 <= m <= B/2 = {b // 2}, got {m!r}")
     if not torch.isfinite(z).all():
         raise ValueError("z contains NaN or infinite entries")

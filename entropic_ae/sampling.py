@@ -20,6 +20,8 @@ import torch
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
+from entropic_ae._checks import check_int as _check_int
+
 __all__ = [
     "decode",
     "encode",
@@ -28,14 +30,6 @@ __all__ = [
     "sample_gmm",
     "sample_normal",
 ]
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def as_float64_matrix(codes: torch.Tensor | np.ndarray, name: str = "codes") -> np.ndarray:

@@ -13,13 +13,14 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from entropic_ae._io import atomic_write
 
 __all__ = [
     "DATASETS",
@@ -234,17 +235,8 @@ def decode_idx(data: bytes) -> np.ndarray:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, so ``path`` is never seen half written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates files readable by their owner only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (:func:`entropic_ae._io.atomic_write`)."""
+    atomic_write(path, data)
 
 
 def write_idx(path: PathLike, array: np.ndarray) -> None:
