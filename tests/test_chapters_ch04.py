@@ -144,3 +144,30 @@ def test_parts_table_averages_the_study():
     assert table.loc["gaussian", "sd"] == pytest.approx(np.std([1.3, 2.3], ddof=1))
     with pytest.raises(ValueError, match="parts_study"):
         ch04.parts_table(pd.DataFrame({"kind": []}))
+
+
+def test_the_convergence_sentence_names_runs_that_hit_the_cap():
+    table = ch04.convergence_table(grid_table(SCORES, KLS))
+    assert ch04.convergence_sentence(table, 40).startswith(f"All {len(table)} runs")
+    table.loc[0, "stopped by plateau"] = False
+    text = ch04.convergence_sentence(table, 40)
+    assert text.startswith(f"{len(table) - 1} of the {len(table)}") and "AE (mnist, seed 0)" in text
+
+
+def test_the_sensitivity_sentence_follows_the_weakest_strengths():
+    rows = pd.DataFrame({"z_1": [5.0, 1.0]}, index=["blur", "contrast"])
+    assert "blurry decoder loses" in ch04.sensitivity_sentence(rows)
+    assert "saturated decoder loses" in ch04.sensitivity_sentence(rows.iloc[::-1].set_axis(
+        ["blur", "contrast"]))
+    assert "the same" in ch04.sensitivity_sentence(pd.DataFrame({"z_1": [1.0, 1.0]},
+                                                                index=["blur", "contrast"]))
+
+
+def test_the_failures_sentence_lists_the_damages_each_score_fails():
+    q = pd.DataFrame({"metric": ["fd[lenet]"] * 3 + ["precision[lenet]"] * 3,
+                      "damage": ["blur", "noise", "copies"] * 2,
+                      "qualifies": [True, True, False, False, True, False]})
+    text = ch04.failures_sentence(q, ["fd[lenet]", "precision[lenet]"])
+    assert text == "Beside it: fd qualifies on every damage; precision fails on blur."
+    with pytest.raises(ValueError, match="kid"):
+        ch04.failures_sentence(q, ["kid[lenet]"])

@@ -16,7 +16,8 @@ import pandas as pd
 from entropic_ae.verdicts import HOLDS, NOT_HOLDS, UNDECIDED, claim_row, with_holm
 
 __all__ = ["CLAIM_COLUMNS", "CLAIM_FAMILIES", "SAMPLERS", "convergence_table", "dataset_slug",
-           "lesson", "paper_claims", "parts_table", "sampler_rows", "score_floor", "verdict_counts",
+           "convergence_sentence", "failures_sentence", "lesson", "paper_claims",
+           "sensitivity_sentence", "parts_table", "sampler_rows", "score_floor", "verdict_counts",
            "verdict_table", "width_claims", "yes_no"]
 
 #: The samplers: column prefix in a run's metrics → label in the book.
@@ -237,3 +238,50 @@ def lesson(claims: pd.DataFrame, datasets: Sequence[str]) -> str:
             part = "and neither the EAE nor decorrelation alone is told apart from the other"
         sentences.append(f"On {ds}, {gain}, {part}.")
     return " ".join(sentences) or "The grid lacks BN-AE, EAE or BN-AE+logdet."
+
+
+def convergence_sentence(converged: pd.DataFrame, cap: int) -> str:
+    """Whether every run of a :func:`convergence_table` was stopped by the plateau rule before
+    the epoch cap ``cap``, and what that means for the verdicts."""
+    stopped = int(converged["stopped by plateau"].sum())
+    total = len(converged)
+    if stopped == total:
+        return (f"All {total} runs were stopped by the plateau rule, none by the cap of {cap} "
+                "epochs: the differences below are between converged models, not between a "
+                "trained model and an unfinished one.")
+    late = converged.loc[~converged["stopped by plateau"], ["model", "dataset", "seed"]]
+    names = ", ".join(f"{r.model} ({r.dataset}, seed {r.seed})" for r in late.itertuples())
+    return (f"{stopped} of the {total} runs were stopped by the plateau rule; {total - stopped} "
+            f"reached the cap of {cap} epochs still improving ({names}): their verdicts compare "
+            "an unfinished model.")
+
+
+def sensitivity_sentence(fd_rows: pd.DataFrame) -> str:
+    """Which of blur and contrast the score punishes more at the weakest strength, from a
+    :func:`entropic_ae.metrics.qualifies` table of one score indexed by damage (``z_1``: the
+    distance from real images in real-vs-real sds)."""
+    blur, contrast = float(fd_rows.loc["blur", "z_1"]), float(fd_rows.loc["contrast", "z_1"])
+    if blur > contrast:
+        return ("The weakest blur costs more than the weakest contrast stretch: **a blurry "
+                "decoder loses to a saturated one** of the same coverage.")
+    if contrast > blur:
+        return ("The weakest contrast stretch costs more than the weakest blur: a saturated "
+                "decoder loses to a blurry one of the same coverage.")
+    return "The weakest blur and the weakest contrast stretch cost the same."
+
+
+def failures_sentence(qualified: pd.DataFrame, scores: Sequence[str],
+                      exclude: Sequence[str] = ("copies",)) -> str:
+    """For each score of a :func:`entropic_ae.metrics.qualifies` table (by its ``metric``),
+    the damages on which it does not qualify (it is not worse than real images at every
+    strength, or not monotone), as one sentence."""
+    parts = []
+    for metric in scores:
+        rows = qualified[(qualified["metric"] == metric) & ~qualified["damage"].isin(exclude)]
+        if rows.empty:
+            raise ValueError(f"the table has no rows of {metric!r}")
+        failed = list(rows.loc[~rows["qualifies"], "damage"])
+        name = metric.split("[")[0]
+        parts.append(f"{name} fails on {', '.join(failed)}" if failed
+                     else f"{name} qualifies on every damage")
+    return "Beside it: " + "; ".join(parts) + "."
