@@ -302,8 +302,8 @@ def _step(model, loss_fn, xb, weights, opt, regs, step, autocast, sums) -> None:
     for r in regs:
         r.after_step(model, step, opt.param_groups[0]["lr"])
     n = xb.shape[0]
-    for name, t in [*terms.items(), ("loss", total)]:
-        sums.setdefault(name, []).append(float(t.detach()) * n)
+    for name, t in [*terms.items(), ("loss", total)]:  # kept on the device: no sync per step
+        sums.setdefault(name, []).append(t.detach().float().reshape(()) * n)
     sums.setdefault("_n", []).append(n)
 
 
@@ -311,7 +311,8 @@ def _epoch_means(sums: dict[str, list[float]], regs: Sequence[Regulariser],
                  epoch: int) -> dict[str, float]:
     n = sum(sums.pop("_n"))
     names = {r.name for r in regs}
-    means = {k: (sum(v) / len(v) if k in names else sum(v) / n) for k, v in sums.items()}
+    means = {k: (sum(v) / len(v) if k in names else float(torch.stack(v).sum()) / n)
+             for k, v in sums.items()}
     bad = [f"{k}={v}" for k, v in means.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(f"non-finite loss term(s) in epoch {epoch} (0-based): "

@@ -59,7 +59,7 @@ def test_a_code_change_retrains_and_a_measurement_code_change_only_remeasures(tm
     monkeypatch.setattr(cache_module, "measure_code_digest", lambda: "another-metric")
     remeasured = fit(TOY, tmp_path)
     assert not remeasured["cached"] and checkpoint.stat().st_mtime_ns == stamp
-    monkeypatch.setattr(cache_module, "training_code_digest", lambda: "another-loss")
+    monkeypatch.setattr(cache_module, "training_code_digest", lambda family: "another-loss")
     retrained = fit(TOY, tmp_path)
     assert not retrained["cached"] and retrained["folder"] != str(checkpoint.parent)
 
@@ -186,3 +186,28 @@ def test_failures_are_clear(tmp_path):
         fit({"family": "toy"}, tmp_path)
     with pytest.raises(ValueError, match="on_corrupt"):
         fit(TOY, tmp_path, on_corrupt="ignore")
+
+
+def test_each_family_digests_only_the_code_it_trains_with(tmp_path):
+    import shutil
+
+    import entropic_ae
+
+    package = tmp_path / "entropic_ae"
+    shutil.copytree(os.path.dirname(entropic_ae.__file__), package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    from entropic_ae._io import source_digest
+
+    def digests():
+        return {family: source_digest(package, cache_module.PRESENTATION_CODE
+                                      + cache_module.MEASUREMENT_CODE
+                                      + cache_module.OTHER_FAMILIES_CODE[family])
+                for family in ("conv", "mlp")}
+
+    before = digests()
+    (package / "paths" / "weights.py").write_text(
+        (package / "paths" / "weights.py").read_text() + "\nX = 1\n")
+    after = digests()
+    assert after["conv"] == before["conv"] and after["mlp"] != before["mlp"]
+    (package / "training.py").write_text((package / "training.py").read_text() + "\nY = 2\n")
+    assert all(v != after[k] for k, v in digests().items())

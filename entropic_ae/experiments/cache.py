@@ -11,9 +11,10 @@ Layout under the cache folder::
         .lock                             held while the model is trained or measured
 
 **What invalidates what.** The *lineage* digest covers every training field of the config
-except ``epochs``, the digest of the package's training code (:func:`training_code_digest`:
-every source file except the measurement and presentation modules, blind to comments and
-docstrings), torch's version, and the digest of the run's training and validation data
+except ``epochs``, the digest of the package's training code for the run's family
+(:func:`training_code_digest`: every source file except the measurement and presentation
+modules and those only other families train with, blind to comments and docstrings), torch's
+version, and the digest of the run's training and validation data
 (:func:`~entropic_ae.experiments.context.data_fingerprint`). A change of any of them is a new
 folder, so it retrains. A record's key adds the measurement options and the digest of the
 measurement code (:func:`measure_code_digest`): a new metric re-measures the stored model
@@ -46,7 +47,8 @@ from entropic_ae._io import atomic_write, digest, file_sha256, source_digest
 from entropic_ae.checkpoints import CheckpointError, load_checkpoint
 from entropic_ae.experiments.config import RunConfig
 
-__all__ = ["MEASUREMENT_CODE", "PRESENTATION_CODE", "CorruptRunError", "RunCache",
+__all__ = ["MEASUREMENT_CODE", "OTHER_FAMILIES_CODE", "PRESENTATION_CODE", "CorruptRunError",
+           "RunCache",
            "measure_code_digest", "training_code_digest"]
 
 _RECORD_FORMAT = 2
@@ -57,6 +59,16 @@ PRESENTATION_CODE = ("plotting/", "prose.py", "chapters/", "sweep.py", "bench.py
 #: Modules that change measurements, not trained models.
 MEASUREMENT_CODE = ("metrics/", "sampling.py", "damage.py", "models/lenet.py",
                     "experiments/measure/")
+#: Modules one family's training never runs (so that editing chapter 3's path entropy does not
+#: retrain chapter 4's networks, and the other way round).
+OTHER_FAMILIES_CODE = {
+    "conv": ("paths/", "compactifier.py", "width_learning.py", "models/mlp.py",
+             "synthetic/known_bottleneck.py"),
+    "mlp": ("models/conv.py", "entropy_terms.py", "estimators.py", "synthetic/dependent.py"),
+    "toy": ("paths/", "compactifier.py", "width_learning.py", "models/mlp.py",
+            "synthetic/known_bottleneck.py", "models/conv.py", "entropy_terms.py",
+            "estimators.py", "synthetic/dependent.py"),
+}
 
 
 class CorruptRunError(ValueError):
@@ -69,10 +81,11 @@ class CorruptRunError(ValueError):
 
 
 @functools.cache
-def training_code_digest() -> str:
-    """Digest of the code that determines a trained model (once per process)."""
+def training_code_digest(family: str = "conv") -> str:
+    """Digest of the code that determines a trained model of ``family`` (once per process)."""
     return source_digest(Path(entropic_ae.__file__).parent,
-                         PRESENTATION_CODE + MEASUREMENT_CODE)[:16]
+                         PRESENTATION_CODE + MEASUREMENT_CODE
+                         + OTHER_FAMILIES_CODE.get(family, ()))[:16]
 
 
 @functools.cache
@@ -100,7 +113,8 @@ class RunCache:
     @staticmethod
     def lineage_key(config: RunConfig, data: str) -> str:
         """Digest of the training fields (not ``epochs``), the training code and the data."""
-        return digest({"fields": config.training_dict(), "code": training_code_digest(),
+        return digest({"fields": config.training_dict(),
+                       "code": training_code_digest(config.family),
                        "torch": torch.__version__.split("+")[0], "data": data}, 16)
 
     def run_dir(self, config: RunConfig, data: str) -> Path:
