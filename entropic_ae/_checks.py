@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_int", "check_real", "is_integer", "is_real"]
+__all__ = ["check_int", "check_matrix", "check_real", "is_integer", "is_real"]
 
 
 def is_real(value: object) -> bool:
@@ -54,3 +54,17 @@ def check_real(name: str, value: object, *, gt: float | None = None, ge: float |
         if bound is not None and not ok(value, bound):
             raise ValueError(f"{name} must be {op} {bound:g}, got {value:g}")
     return value
+
+
+def check_matrix(name: str, value: object, rows: str = "N") -> None:
+    """Refuse anything but a floating-point ``torch.Tensor`` of shape ``(rows, d)``: TypeError
+    for another type or an integer dtype, ValueError for another number of dimensions."""
+    import torch  # local: the other checks here need no torch
+
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape ({rows}, d), "
+                        f"got {type(value).__name__}")
+    if value.dim() != 2:
+        raise ValueError(f"{name} must have shape ({rows}, d), got {tuple(value.shape)}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")

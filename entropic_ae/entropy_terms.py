@@ -41,7 +41,7 @@ import torch
 from scipy import special
 
 from entropic_ae import synthetic
-from entropic_ae._checks import check_int, check_real
+from entropic_ae._checks import check_int, check_matrix, check_real
 from entropic_ae.estimators import (
     full_precision,
     kozachenko_leonenko,
@@ -84,12 +84,7 @@ Term = Callable[[torch.Tensor], torch.Tensor]
 
 def _check_codes(z: object, least_rows: int = 2) -> torch.Tensor:
     """``z`` as a float tensor of shape (B, d), float32 for half-precision input."""
-    if not isinstance(z, torch.Tensor):
-        raise TypeError(f"z must be a torch.Tensor of shape (B, d), got {type(z).__name__}")
-    if z.dim() != 2:
-        raise ValueError(f"z must have shape (B, d), got {tuple(z.shape)}")
-    if not z.is_floating_point():
-        raise TypeError(f"z must be a floating-point tensor, got {z.dtype}")
+    check_matrix("z", z, "B")
     if z.shape[0] < least_rows:
         raise ValueError(f"need a batch of at least {least_rows} codes, got B={z.shape[0]}")
     if z.shape[1] < 1:

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import torch
 
-from entropic_ae._checks import is_integer, is_real
+from entropic_ae._checks import check_matrix, is_integer, is_real
 
 __all__ = [
     "default_spacing",
@@ -120,12 +120,7 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
     a power of two :math:`2^{-e}`, exactly, and :math:`d\,e\log 2` is added back
     (:math:`\hat H(cz) = \hat H(z) + d\log c`).
     """
-    if not isinstance(z, torch.Tensor):
-        raise TypeError(f"z must be a torch.Tensor of shape (N, d), got {type(z).__name__}")
-    if z.dim() != 2:
-        raise ValueError(f"z must have shape (N, d), got {tuple(z.shape)}")
-    if not z.is_floating_point():
-        raise TypeError(f"z must be a floating-point tensor, got {z.dtype}")
+    check_matrix("z", z, "N")
     n, d = z.shape
     if not is_integer(k) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
@@ -295,12 +290,7 @@ def random_rotation(d: int, generator: torch.Generator | None = None,
 def _check_surrogate_args(z: torch.Tensor, m: int | None, shrinkage: float | None,
                           rotate: bool) -> tuple[int, float]:
     """Check the arguments of :func:`minibatch_entropy`; return ``(m, lambda)``."""
-    if not isinstance(z, torch.Tensor):
-        raise TypeError(f"z must be a torch.Tensor of shape (B, d), got {type(z).__name__}")
-    if z.dim() != 2:
-        raise ValueError(f"z must have shape (B, d), got {tuple(z.shape)}")
-    if not z.is_floating_point():
-        raise TypeError(f"z must be a floating-point tensor, got {z.dtype}")
+    check_matrix("z", z, "B")
     b, d = z.shape
     if b < 3:
         raise ValueError(f"need a batch of at least 3 codes, got B={b}")

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+import torch
 
-from entropic_ae._checks import check_int, check_real, is_integer, is_real
+from entropic_ae._checks import check_int, check_matrix, check_real, is_integer, is_real
 
 
 def test_predicates_refuse_bools_and_accept_numpy_scalars():
@@ -33,3 +34,13 @@ def test_check_real_bounds_and_finiteness():
         check_real("lr", "0.1")
     with pytest.raises(ValueError, match="<= 1"):
         check_real("p", 1.5, ge=0, le=1)
+
+
+def test_check_matrix_names_the_shape_and_the_problem():
+    check_matrix("z", torch.zeros(3, 2), "B")
+    with pytest.raises(TypeError, match=r"z must be a torch.Tensor of shape \(B, d\), got list"):
+        check_matrix("z", [[0.0]], "B")
+    with pytest.raises(ValueError, match=r"z must have shape \(N, d\), got \(3,\)"):
+        check_matrix("z", torch.zeros(3), "N")
+    with pytest.raises(TypeError, match="floating-point tensor, got torch.int64"):
+        check_matrix("z", torch.zeros(3, 2, dtype=torch.long))

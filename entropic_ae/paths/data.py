@@ -425,8 +425,12 @@ def data_node_entropies(
     through a requested layer.
     """
     ws, bs, xs, gs = prepare_data(weights, biases, x, gates)
-    alpha = check_alpha(alpha)
-    layers = check_layers(layers, len(ws))
+    return node_entropies(ws, bs, xs, gs, check_layers(layers, len(ws)), check_alpha(alpha),
+                          bias_paths)
+
+
+def node_entropies(ws, bs, xs, gs, layers, alpha, bias_paths) -> Tensor:
+    """:func:`data_node_entropies` on checked, prepared arguments (shared with the objectives)."""
 
     def compute(dtype):
         sums = DataSums(ws, bs, xs, gs, bias_paths, dtype, t_from=min(layers))

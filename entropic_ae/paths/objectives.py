@@ -61,12 +61,10 @@ import torch
 from entropic_ae._checks import check_int, check_real
 from entropic_ae.compactifier import SPECTRA, spectrum_entropy
 from entropic_ae.paths.data import (
-    DataSums,
     check_layers,
-    data_guarded,
     data_path_chain_entropy,
     data_path_example_entropy,
-    hidden_entropies,
+    node_entropies,
     prepare_data,
 )
 from entropic_ae.paths.network import SHANNON_TOL, Tensor, cast, check_alpha, check_base, to_base
@@ -159,15 +157,6 @@ def layer_signals(weights: Sequence[Tensor], biases: Sequence[Tensor | None] | N
     return [h * t for h, t in zip(out, _gains(ws, gs, dtype), strict=True)]
 
 
-def _path_measures(ws, bs, xs, gs, layers, alpha, bias_paths) -> Tensor:
-    def compute(dtype):
-        sums = DataSums(ws, bs, xs, gs, bias_paths, dtype, t_from=min(layers))
-        h, masses = hidden_entropies(sums, layers, alpha)
-        return [h], sums.count, masses
-
-    return data_guarded(compute, ws, bs, xs, layers)[0]
-
-
 def data_layer_measures(
     weights: Sequence[Tensor],
     biases: Sequence[Tensor | None] | None,
@@ -198,7 +187,7 @@ def data_layer_measures(
     alpha = check_alpha(alpha)
     layers = check_layers(layers, len(ws))
     if measure == "path":
-        h = _path_measures(ws, bs, xs, gs, layers, alpha, bias_paths)
+        h = node_entropies(ws, bs, xs, gs, layers, alpha, bias_paths)
     else:
         signals = layer_signals(ws, bs, xs, gs, gain=gain)
         h = torch.stack([spectrum_entropy(signals[l - 1], alpha, measure) for l in layers])

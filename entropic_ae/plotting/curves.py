@@ -86,12 +86,7 @@ def activity_bars(
     ax.set_xticks(x, labels=list(labels) if labels is not None else [str(i) for i in x])
     if act.size > 32:
         ax.tick_params(axis="x", labelsize="x-small", rotation=90)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    if title:
-        ax.set_title(title)
+    _finish(ax, xlabel, ylabel, logy, title)
     return fig
 
 
@@ -158,6 +153,16 @@ def _curve(name: str, values: Any) -> np.ndarray:
     return y
 
 
+def _finish(ax: Axes, xlabel: str, ylabel: str, logy: bool, title: str | None) -> None:
+    """Axis labels, a log y axis if asked, and the title if there is one."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+
+
 def validation_curves(
     curves: Mapping[str, Sequence[float]],
     methods: Mapping[str, str] | None = None,
@@ -207,10 +212,5 @@ def validation_curves(
                       f"{'' if counts[m] == 1 else 's'})") for m in order]
     ax.legend(handles=handles, fontsize="small", frameon=False)
     ax.xaxis.set_major_locator(_integer_ticks())
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    if title:
-        ax.set_title(title)
+    _finish(ax, xlabel, ylabel, logy, title)
     return fig
