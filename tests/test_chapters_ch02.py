@@ -203,3 +203,34 @@ def test_goal_sentence_reads_right_in_every_case(within, methods, needed, expect
 def test_goal_sentence_checks_needed():
     with pytest.raises(ValueError, match="needed"):
         ch02.goal_sentence(verdicts([True] * 3, ["c"] * 3), 0)
+
+
+@pytest.mark.parametrize("fraction, word", [(0, "none"), (1, "all"), (0.61, "most"),
+                                            (0.6, "about half"), (0.4, "about half"),
+                                            (0.39, "some"), (0.15, "some"), (0.149, "little")])
+def test_fraction_word_has_a_word_per_range(fraction, word):
+    assert ch02.fraction_word(fraction) == word
+
+
+def test_fraction_word_refuses_what_is_not_a_fraction():
+    with pytest.raises(ValueError, match="fraction"):
+        ch02.fraction_word(1.2)
+
+
+@pytest.mark.parametrize("n_in, n_out, expected", [
+    (0, 0, "No inactive unit holds more than the average share 1/16 of the incoming or of the "
+           "outgoing activity: this network has no decoys."),
+    (1, 0, "One inactive unit holds more than the average share 1/16 of the incoming activity, "
+           "and no inactive units more than the average share of the outgoing activity: these "
+           "are *decoys*."),
+    (3, 2, "3 inactive units hold more than the average share 1/16 of the incoming activity, "
+           "and 2 inactive units more than the average share of the outgoing activity: these "
+           "are *decoys*."),
+    (0, 1, "No inactive units hold more than the average share 1/16 of the incoming activity, "
+           "and one inactive unit more than the average share of the outgoing activity: these "
+           "are *decoys*."),
+])
+def test_decoy_sentence_reads_right_for_every_count(n_in, n_out, expected):
+    assert ch02.decoy_sentence(n_in, n_out, 16) == expected
+    with pytest.raises(ValueError, match="n_in"):
+        ch02.decoy_sentence(-1, 0, 16)

@@ -22,9 +22,10 @@ from entropic_ae.models.mlp import MLPAutoencoder
 from entropic_ae.prose import count_phrase, listed
 from entropic_ae.verdicts import HOLDS, claim_row, decide, with_holm
 
-__all__ = ["CLAIM_COLUMNS", "LAYER_COLUMNS", "choose_on_validation", "claims_table",
-           "goal_sentence", "layer_rows", "setting_label", "share_bars", "sweep_units",
-           "unit_table", "width_claims", "width_runs", "width_verdicts"]
+__all__ = ["CLAIM_COLUMNS", "LAYER_COLUMNS", "PILOT", "choose_on_validation", "claims_table",
+           "decoy_sentence", "fraction_word", "goal_sentence", "layer_rows", "setting_label",
+           "share_bars", "sweep_units", "unit_table", "width_claims", "width_runs",
+           "width_verdicts"]
 
 #: The per-layer measurements of an mlp run (lists aligned with its ``layers``).
 LAYER_COLUMNS = ("active_units", "dead_units", "active_units_variance", "effective_rank",
@@ -33,6 +34,39 @@ LAYER_COLUMNS = ("active_units", "dead_units", "active_units_variance", "effecti
 CLAIM_COLUMNS = ["claim_id", "claim", "dataset", "verdict", "effect", "spread", "mean_better",
                  "mean_worse", "seeds", "sd_better", "sd_worse", "p_value", "p_holm",
                  "significant"]
+
+
+#: How the width comparison's settings were placed: single-seed (seed 0) pilot runs at the
+#: chapter's defaults (all 55,000 training images, 20 epochs), judged on the 5,000 validation
+#: images only — their MSE (``val_mse``; for nested dropout, the mean over kept widths 4..12)
+#: and the latent layer's active units on them (``val_units``; nested dropout: at k = 12).
+#: Settings the chapter uses without a pilot run of their own lie between piloted ones (group
+#: lasso 1.2, L0 0.002); the pruning thresholds come from the plain network's error rises on
+#: the training images (2 dead units, 2 below 0.04, the others 0.28 to 1.12).
+PILOT: tuple[dict[str, Any], ...] = tuple(
+    {"method": m, "setting": s, "val_mse": v, "val_units": u, "used": used}
+    for m, s, v, u, used in (
+        ("hand-sized", "k = 4", 0.0332, 4, True), ("hand-sized", "k = 8", 0.0240, 8, True),
+        ("hand-sized", "k = 12", 0.0207, 12, True),
+        ("nested dropout", "p = 0.05", 0.0297, 11, False),
+        ("nested dropout", "p = 0.1", 0.0293, 9, True),
+        ("nested dropout", "p = 0.2", 0.0314, 7, False),
+        ("pruned + fine-tuned", "threshold 1 %", 0.0201, 14, False),
+        ("pruned + fine-tuned", "threshold 5 %", 0.0202, 12, True),
+        ("pruned + fine-tuned", "threshold 15 %", 0.0202, 12, False),
+        ("group lasso", "λ = 0.3", 0.0240, 11, True), ("group lasso", "λ = 0.6", 0.0294, 6, True),
+        ("group lasso", "λ = 1", 0.0313, 6, False), ("group lasso", "λ = 1.5", 0.0412, 3, False),
+        ("group lasso", "λ = 3", 0.0556, 2, False),
+        ("L0 gates", "λ = 0.0001", 0.0206, 15, False), ("L0 gates", "λ = 0.0003", 0.0203, 13, True),
+        ("L0 gates", "λ = 0.001", 0.0252, 7, True), ("L0 gates", "λ = 0.003", 0.0492, 1, False),
+        ("compactifier (data activity)", "λ = 0.3 to 10", 0.0207, 16, False),
+        ("compactifier (data activity)", "λ = 30", 0.0252, 11, True),
+        ("compactifier (data activity)", "λ = 100", 0.0331, 7, True),
+        ("compactifier (data activity)", "λ = 300", 0.0417, 3, True),
+        ("compactifier (data activity)", "ReLU layer, λ = 10", 0.0554, 1, False),
+        ("compactifier (data activity)", "inside Adam, λ = 0.001", 0.0209, 16, False),
+        ("compactifier (data activity)", "inside Adam, λ = 0.01", 0.0239, 12, False),
+        ("compactifier (weight activity)", "the document's", 0.0425, 3, True)))
 
 
 def layer_rows(table: pd.DataFrame, keep: Sequence[str] = ()) -> pd.DataFrame:
@@ -288,6 +322,41 @@ def claims_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     if "dataset" not in table.columns:
         table["dataset"] = None
     return with_holm(table)[CLAIM_COLUMNS]
+
+
+def fraction_word(fraction: float) -> str:
+    """A word for how much of something a fraction in [0, 1] is, for "its inactive units hold
+    ``word`` of the activity": ``"none"`` (0), ``"all"`` (1), ``"most"`` (> 0.6), ``"about
+    half"`` (0.4 to 0.6), ``"some"`` (0.15 to 0.4), ``"little"`` (below 0.15)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
+            or not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
+    if fraction == 0:
+        return "none"
+    if fraction == 1:
+        return "all"
+    if fraction > 0.6:
+        return "most"
+    if fraction >= 0.4:
+        return "about half"
+    return "some" if fraction >= 0.15 else "little"
+
+
+def decoy_sentence(n_in: int, n_out: int, width: int) -> str:
+    """How many inactive units hold more than the average share ``1/width`` of the incoming
+    (``n_in``) and of the outgoing (``n_out``) weight activity, as a sentence: the *decoys*
+    of the weight-activity compactifier, or that there are none."""
+    for name, value in (("n_in", n_in), ("n_out", n_out), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    share = f"1/{width}"
+    if n_in == 0 and n_out == 0:
+        return (f"No inactive unit holds more than the average share {share} of the incoming "
+                "or of the outgoing activity: this network has no decoys.")
+    verb = "holds" if n_in == 1 else "hold"
+    return (f"{count_phrase(n_in, 'inactive unit').capitalize()} {verb} more than the average "
+            f"share {share} of the incoming activity, and {count_phrase(n_out, 'inactive unit')} "
+            "more than the average share of the outgoing activity: these are *decoys*.")
 
 
 def goal_sentence(verdicts: pd.DataFrame, needed: int) -> str:
