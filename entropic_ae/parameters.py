@@ -380,6 +380,7 @@ SCHEMAS: dict[str, Mapping[str, Spec]] = {
         "kb_epochs": Int(min=1),
         "kb_anneal": TupleOf(Float(gt=0), Float(gt=0)),
         "kb_decoupled_weight": Float(gt=0),
+        "kb_strong_weight": Float(gt=0),
         "compactifier_mse_weight": Float(gt=0),
         "compactifier_weight": Float(ge=0),
         "compactifier_order": Float(gt=0),

@@ -234,3 +234,28 @@ def test_decoy_sentence_reads_right_for_every_count(n_in, n_out, expected):
     assert ch02.decoy_sentence(n_in, n_out, 16) == expected
     with pytest.raises(ValueError, match="n_in"):
         ch02.decoy_sentence(-1, 0, 16)
+
+
+def chapter_defaults(name):
+    import ast
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / name).read_text())
+    source = "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+    return {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(source).body}
+
+
+def test_the_pilot_records_the_settings_the_chapter_uses():
+    defaults = chapter_defaults("02_compactifier.ipynb")
+    used = {}
+    for row in ch02.PILOT:
+        assert 0 < row["val_mse"] < 0.07 and 0 <= row["val_units"] <= 16
+        if row["used"]:
+            used.setdefault(row["method"], []).append(row["setting"])
+    assert used["hand-sized"] == [f"k = {k}" for k in defaults["hand_widths"]]
+    assert used["nested dropout"] == [f"p = {p:g}" for p in defaults["nested_ps"]]
+    assert used["compactifier (data activity)"] == [f"λ = {w:g}" for w in
+                                                    defaults["data_weights"]]
+    assert set(used["L0 gates"]) <= {f"λ = {w:g}" for w in defaults["l0_weights"]}
+    assert set(used["group lasso"]) <= {f"λ = {w:g}" for w in defaults["lasso_weights"]}

@@ -138,3 +138,20 @@ def test_adam_sentence_refuses_non_verdicts_and_bad_steps():
         ch03.adam_sentence((1e-5, "yes"), {}, 0.01)
     with pytest.raises(ValueError, match="step size"):
         ch03.adam_sentence((1e-5, "holds"), {"sgd": (0.0, "holds")}, 0.01)
+
+
+def test_the_pilot_records_the_settings_the_chapter_uses():
+    import ast
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" /
+                     "03_path_entropy.ipynb").read_text())
+    source = "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+    defaults = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(source).body}
+    used = [r for r in ch03.PILOT if r["used"]]
+    assert {r["setting"] for r in used if r["arm"] == "plain, SGD"} == {
+        f"lr = {defaults['sgd_lr']:g}"}
+    assert {r["setting"] for r in used if r["arm"] == "path entropy, decoupled"} <= {
+        f"λ = {w:g}" for w in defaults["decoupled_weights"]}
+    assert all(0 < r["val_mse"] < 0.07 and r["min_nodes"] >= 1 for r in ch03.PILOT)
