@@ -71,3 +71,37 @@ def test_sample_images_come_from_the_stored_run_without_training(tmp_path, fake_
     assert all(v.shape == (5, 1, 28, 28) for v in shown.values())
     again = conv_measure.sample_images(config, tmp_path, device="cpu", n=5)
     assert torch.equal(again["N(0,I)"], shown["N(0,I)"])
+
+
+@pytest.mark.parametrize("model, options", [
+    ("nested-dropout", {"linear_layers": [2], "nested_p": 0.2}),
+    ("l0", {"w_reg": 1e-3}),
+    ("group-lasso", {"w_reg": 1.0}),
+])
+def test_an_mlp_width_method_reports_its_layer_and_validation(tmp_path, fake_images, model,
+                                                              options):
+    config = RunConfig.make("mlp", model, n_train=64, epochs=1, batch_size=32,
+                            layer_sizes=[784, 8, 4, 8, 784], layer=2, n_val=16,
+                            measure={"n_test": 40, "ablation_images": 40, "layers": [2]},
+                            **options)
+    m = fit(config, tmp_path)["metrics"]
+    assert m["layers"] == [2] and 0 < m["val_mse"] < 1 and len(m["val_active_units"]) == 1
+    assert 0 <= m["dead_units"][0] <= 4 and 0 <= m["effective_rank"][0] <= 4
+    if model == "nested-dropout":
+        curve, active = m["width_curve"], m["width_active"]
+        assert len(curve) == len(active) == len(m["width_curve_val"]) == 4
+        assert len(m["width_active_val"]) == 4
+        assert curve[-1] == pytest.approx(m["test_mse"])  # k = width keeps every unit
+        assert all(0 <= a <= k for k, a in zip(range(1, 5), active, strict=True))
+    elif model == "l0":
+        assert 0 <= m["open_gates"] <= 4
+    else:
+        assert 0 <= m["zero_groups"] <= 4
+
+
+def test_an_mlp_run_without_validation_reports_no_validation_numbers(tmp_path, fake_images):
+    config = RunConfig.make("mlp", "plain", n_train=64, epochs=1, batch_size=32,
+                            layer_sizes=[784, 8, 4, 8, 784],
+                            measure={"n_test": 40, "ablation_images": 40})
+    m = fit(config, tmp_path)["metrics"]
+    assert "val_mse" not in m and "width_curve" not in m and len(m["dead_units"]) == 3
