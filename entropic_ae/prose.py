@@ -24,6 +24,7 @@ __all__ = [
     "ordinal",
     "percent",
     "power_of_ten",
+    "power_of_ten_above",
     "relative_phrase",
     "share_word",
 ]
@@ -40,6 +41,15 @@ def power_of_ten(x: float, digits: int = 2) -> str:
     if round(mantissa, digits) >= 10:  # 9.999 -> 10.00: carry into the exponent
         exponent, mantissa = exponent + 1, mantissa / 10
     return f"{mantissa:.{digits}f} × 10{str(exponent).translate(_SUPERSCRIPTS)}"
+
+
+def power_of_ten_above(x: float) -> float:
+    """The smallest power of ten ``10^k`` with ``x < 10^k`` (k an integer): a bound on a
+    float-rounding residue that reads the same whichever last digits a rerun produces.
+    ``0 -> 1e-12`` (a residue that vanished is reported below the smallest bound)."""
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x < 0:
+        raise ValueError(f"x must be a non-negative finite number, got {x!r}")
+    return 10.0 ** (math.floor(math.log10(x)) + 1) if x >= 1e-12 else 1e-12
 
 
 def duration_words(seconds: float) -> str:

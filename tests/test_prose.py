@@ -16,6 +16,7 @@ from entropic_ae.prose import (
     ordinal,
     percent,
     power_of_ten,
+    power_of_ten_above,
     relative_phrase,
     share_word,
 )
@@ -198,3 +199,15 @@ def test_growth_phrase_branches():
         growth_phrase(float("inf"))
     with pytest.raises(ValueError):
         growth_phrase(1.0, tolerance=0)
+
+
+@pytest.mark.parametrize("x, bound", [(5.36e-07, 1e-06), (4.47e-07, 1e-06), (1e-06, 1e-05),
+                                      (0.0, 1e-12), (3.0, 10.0)])
+def test_power_of_ten_above_bounds_a_residue(x, bound):
+    assert power_of_ten_above(x) == pytest.approx(bound) and x < power_of_ten_above(x)
+
+
+@pytest.mark.parametrize("x", [-1e-7, float("nan"), "1e-7", True])
+def test_power_of_ten_above_refuses_bad_input(x):
+    with pytest.raises(ValueError, match="non-negative finite"):
+        power_of_ten_above(x)
