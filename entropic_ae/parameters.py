@@ -315,6 +315,17 @@ _TRAINING: dict[str, Spec] = {
     "lr": Float(gt=0),
 }
 _DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
+# Chapters 4 and 5 train conv systems under one plateau policy and score their samples alike.
+_SAMPLE_STUDY: dict[str, Spec] = {
+    "n_val": Int(min=2),
+    "patience": Int(min=1),
+    "lr_decay": Float(gt=0, lt=1),
+    "n_samples": Int(min=2),
+    "gmm_components": Int(min=1),
+    "kl_codes": Int(min=3),
+    "feature_net_epochs": Int(min=1),
+    "feature_net_limit": Optional(Int(min=10)),
+}
 
 
 def _systems(family: str) -> tuple[str, ...]:
@@ -400,14 +411,7 @@ SCHEMAS: dict[str, Mapping[str, Spec]] = {
         "eae_decoder_l2": Optional(Float(gt=0)),
         "eae_spectral_norm": Bool(),
         "width_study_dims": ListOf(Int(min=1), min_len=2),
-        "n_val": Int(min=2),
-        "patience": Int(min=1),
-        "lr_decay": Float(gt=0, lt=1),
-        "n_samples": Int(min=2),
-        "gmm_components": Int(min=1),
-        "kl_codes": Int(min=3),
-        "feature_net_epochs": Int(min=1),
-        "feature_net_limit": Optional(Int(min=10)),
+        **_SAMPLE_STUDY,
         "damage_seeds": Int(min=2),
         "floor_draws": Int(min=2),
         "check_samples": Int(min=10),
@@ -419,14 +423,7 @@ SCHEMAS: dict[str, Mapping[str, Spec]] = {
                            ListOf(Float(gt=0))),
         "width": Float(gt=0),
         "latent_dim": Int(min=1),
-        "n_val": Int(min=2),
-        "patience": Int(min=1),
-        "lr_decay": Float(gt=0, lt=1),
-        "n_samples": Int(min=2),
-        "gmm_components": Int(min=1),
-        "kl_codes": Int(min=3),
-        "feature_net_epochs": Int(min=1),
-        "feature_net_limit": Optional(Int(min=10)),
+        **_SAMPLE_STUDY,
         "floor_draws": Int(min=2),
         "estimator_batches": ListOf(Int(min=3)),
         "estimator_dims": ListOf(Int(min=1)),
