@@ -8,7 +8,6 @@ Claims carry explicit ``claim_id``s; the claims table has chapter 4's format
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ from entropic_ae.metrics import unit_ablation
 from entropic_ae.models.mlp import MLPAutoencoder
 from entropic_ae.paths import linear_params, node_path_marginals
 from entropic_ae.prose import power_of_ten
-from entropic_ae.verdicts import HOLDS, NOT_HOLDS, UNDECIDED, claim_row
+from entropic_ae.verdicts import HOLDS, NOT_HOLDS, UNDECIDED, claim_id_from, claim_row
 
 __all__ = ["PILOT", "adam_sentence", "bottleneck_summary", "bottleneck_table", "carrier_table",
            "found_phrase", "min_nodes", "narrowing_claims", "slug"]
@@ -136,12 +135,9 @@ def min_nodes(table: pd.DataFrame, column: str = "effective_nodes") -> pd.Series
 
 
 def slug(text: str) -> str:
-    """``text`` as a piece of a claim id: lower case, every run of other characters one
-    ``_`` (``'λ = 0.01'`` → ``'0_01'``)."""
-    out = re.sub(r"[^a-z0-9]+", "_", str(text).lower()).strip("_")
-    if not out:
-        raise ValueError(f"cannot make an identifier piece from {text!r}")
-    return out
+    """``text`` as a piece of a claim id, by :func:`entropic_ae.verdicts.claim_id_from`: lower
+    case, every run of other characters one ``_`` (``'λ = 0.01'`` → ``'0_01'``)."""
+    return claim_id_from(str(text))
 
 
 def narrowing_claims(table: pd.DataFrame, arms: Mapping[str, str], dataset: str = "mnist",
