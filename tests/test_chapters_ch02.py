@@ -259,3 +259,51 @@ def test_the_pilot_records_the_settings_the_chapter_uses():
                                                     defaults["data_weights"]]
     assert set(used["L0 gates"]) <= {f"λ = {w:g}" for w in defaults["l0_weights"]}
     assert set(used["group lasso"]) <= {f"λ = {w:g}" for w in defaults["lasso_weights"]}
+
+
+def setting_runs():
+    """Baseline 'hand' at 4 and 6 units (tight); entropy 'comp' settings: a (units 5, 5, 6, as
+    good as the 4-unit frontier), b (units 6, 7, 6, clearly worse than the 6-unit frontier),
+    c (one run: too few), d (3 units: no baseline that narrow)."""
+    rows = []
+    for seed, noise in enumerate([-1, 0, 1]):
+        for units, mse in ((4, 0.040), (6, 0.030)):
+            rows.append({"method": "hand", "config": f"k = {units}", "units": units,
+                         "seed": seed, "val_mse": mse, "test_mse": mse + 1e-4 * noise})
+        for config, units, mse in (("a", (5, 5, 6), 0.040), ("b", (6, 7, 6), 0.035),
+                                   ("d", (3, 3, 3), 0.05)):
+            rows.append({"method": "comp", "config": config, "units": units[seed],
+                         "seed": seed, "val_mse": mse, "test_mse": mse + 1e-4 * noise})
+    rows.append({"method": "comp", "config": "c", "units": 6, "seed": 0, "val_mse": 0.01,
+                 "test_mse": 0.01})
+    return pd.DataFrame(rows)
+
+
+def test_setting_verdicts_keep_a_setting_s_seeds_together_at_their_median_width():
+    v = ch02.setting_verdicts(setting_runs(), ["comp"]).set_index("config")
+    assert list(v.index) == ["a", "b", "d"]  # c has one run
+    assert v.loc["a", "units"] == 5 and v.loc["a", "units_range"] == "5 to 6"
+    assert v.loc["a", "reference"] == "hand, 4 units" and v.loc["a", "verdict"] == "undecided"
+    assert v.loc["a", "within_rule"] is True and v.loc["a", "n"] == 3
+    assert v.loc["b", "units"] == 6 and v.loc["b", "reference"] == "hand, 6 units"
+    assert v.loc["b", "verdict"] == "holds" and v.loc["b", "within_rule"] is False
+    assert v.loc["b", "relative_gap"] == pytest.approx(0.035 / 0.030 - 1)
+    assert pd.isna(v.loc["d", "reference"]) and pd.isna(v.loc["d", "within_rule"])
+    with pytest.raises(ValueError, match="entropy methods"):
+        ch02.setting_verdicts(setting_runs(), ["nope"])
+    with pytest.raises(ValueError, match="columns"):
+        ch02.setting_verdicts(setting_runs().drop(columns="config"), ["comp"])
+
+
+def test_setting_claims_and_sentence_follow_the_verdicts():
+    runs = setting_runs()
+    v = ch02.setting_verdicts(runs, ["comp"])
+    rows = ch02.setting_claims(runs, v)
+    assert [r["claim_id"] for r in rows] == ["frontier_beats_comp_a", "frontier_beats_comp_b"]
+    assert [r["verdict"] for r in rows] == ["undecided", "holds"]
+    assert rows[1]["mean_better"] == pytest.approx(0.030) and rows[1]["seeds"] == 3
+    sentence = ch02.setting_sentence(v)
+    assert "comp, a (5 units): test MSE 0.0400, about the same as the frontier's 0.0400" in sentence
+    assert "comp, b (6 units)" in sentence and "off the frontier" in sentence
+    assert "within the rule of the frontier" in sentence and "no baseline group" in sentence
+    assert ch02.setting_sentence(v.iloc[:0]) == "No entropy setting has enough runs to be compared."
