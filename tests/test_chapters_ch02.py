@@ -286,6 +286,7 @@ def test_setting_verdicts_keep_a_setting_s_seeds_together_at_their_median_width(
     assert v.loc["a", "reference"] == "hand, 4 units" and v.loc["a", "verdict"] == "undecided"
     assert v.loc["a", "within_rule"] is True and v.loc["a", "n"] == 3
     assert v.loc["b", "units"] == 6 and v.loc["b", "reference"] == "hand, 6 units"
+    assert v.loc["b", "ref_method"] == "hand" and v.loc["b", "ref_units"] == 6
     assert v.loc["b", "verdict"] == "holds" and v.loc["b", "within_rule"] is False
     assert v.loc["b", "relative_gap"] == pytest.approx(0.035 / 0.030 - 1)
     assert pd.isna(v.loc["d", "reference"]) and pd.isna(v.loc["d", "within_rule"])

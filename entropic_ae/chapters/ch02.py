@@ -51,8 +51,8 @@ CLAIM_COLUMNS = ["claim_id", "claim", "dataset", "verdict", "effect", "spread", 
 #: and the latent layer's active units on them (``val_units``; nested dropout: at k = 12).
 #: The pruning thresholds come from the plain network's error rises on the training images
 #: (2 dead units, 2 below 0.04, the others 0.28 to 1.12). The defaults train two settings per
-#: method (``used``), a wider and a narrower one; an
-#: earlier default also trained group lasso 1.2, L0 0.002 and λ = 300 (3 to 5 units).
+#: method (``used``), a wider and a narrower one; an earlier default also trained group lasso
+#: 1.2, L0 0.002 and λ = 300 (3 to 5 units).
 PILOT: tuple[dict[str, Any], ...] = tuple(
     {"method": m, "setting": s, "val_mse": v, "val_units": u, "used": used}
     for m, s, v, u, used in (
@@ -254,6 +254,13 @@ def _unit_label(key: tuple[str, int]) -> str:
     return f"{key[0]}, {key[1]} unit{'' if key[1] == 1 else 's'}"
 
 
+def _reference_runs(groups: Mapping[tuple[str, int], pd.DataFrame], verdict: pd.Series
+                    ) -> pd.DataFrame:
+    """The runs of a verdict row's frontier group (its ``ref_method``, ``ref_units``), marked
+    ``side="frontier"`` for :func:`entropic_ae.verdicts.claim_row`."""
+    return groups[(verdict["ref_method"], int(verdict["ref_units"]))].assign(side="frontier")
+
+
 def _best(groups: Mapping[tuple[str, int], pd.DataFrame], keys: list[tuple[str, int]]
           ) -> tuple[str, int] | None:
     """The key whose group has the lowest mean validation MSE (the choice is made there)."""
@@ -272,7 +279,8 @@ def width_verdicts(runs: pd.DataFrame, entropy_methods: Sequence[str], widths: S
     validation MSE. Their test MSEs are compared by the book's rule
     (:func:`entropic_ae.verdicts.decide`, "the frontier reconstructs better"): the entropy side
     is ``within_rule`` unless that claim holds. Columns: ``width``, ``method``, ``n``,
-    ``mse``, ``sd``, ``reference`` (method and units), ``ref_mse``, ``ref_n``,
+    ``mse``, ``sd``, ``reference`` (method and units, in words; ``ref_method`` and
+    ``ref_units`` the same as data), ``ref_mse``, ``ref_n``,
     ``relative_gap`` (:math:`\bar m / \bar m_{ref} - 1`), ``verdict``, ``within_rule`` (missing,
     NaN or None, where a side is missing)."""
     entropy = set(entropy_methods)
@@ -280,9 +288,9 @@ def width_verdicts(runs: pd.DataFrame, entropy_methods: Sequence[str], widths: S
     out = []
     for k in widths:
         row: dict[str, Any] = {"width": int(k), "method": None, "n": 0, "mse": math.nan,
-                               "sd": math.nan, "reference": None, "ref_mse": math.nan,
-                               "ref_n": 0, "relative_gap": math.nan, "verdict": None,
-                               "within_rule": None}
+                               "sd": math.nan, "reference": None, "ref_method": None,
+                               "ref_units": None, "ref_mse": math.nan, "ref_n": 0,
+                               "relative_gap": math.nan, "verdict": None, "within_rule": None}
         side = _best(groups, [g for g in groups if g[0] in entropy and g[1] == k])
         ref = _best(groups, [g for g in groups if g[0] not in entropy and g[1] <= k])
         if side is not None:
@@ -291,8 +299,8 @@ def width_verdicts(runs: pd.DataFrame, entropy_methods: Sequence[str], widths: S
                        sd=float(values.std(ddof=1)))
         if ref is not None:
             ref_values = groups[ref]["test_mse"].to_numpy()
-            row.update(reference=_unit_label(ref), ref_mse=float(ref_values.mean()),
-                       ref_n=len(ref_values))
+            row.update(reference=_unit_label(ref), ref_method=ref[0], ref_units=ref[1],
+                       ref_mse=float(ref_values.mean()), ref_n=len(ref_values))
         if side is not None and ref is not None:
             d = decide(ref_values, values)
             row.update(relative_gap=row["mse"] / row["ref_mse"] - 1, verdict=d.verdict,
@@ -313,10 +321,8 @@ def width_claims(runs: pd.DataFrame, verdicts: pd.DataFrame, dataset: str = "mni
     for k, v in verdicts.iterrows():
         if pd.isna(v["verdict"]):
             continue
-        ref_method, ref_units = v["reference"].rsplit(", ", 1)
-        ref = groups[(ref_method, int(ref_units.split()[0]))].assign(side="frontier")
         side = groups[(v["method"], int(k))].assign(side="entropy")
-        both = pd.concat([ref, side], ignore_index=True)
+        both = pd.concat([_reference_runs(groups, v), side], ignore_index=True)
         rows.append(claim_row(
             both, f"at {k} active units the best baseline reconstructs better than the best "
                   "entropy variant", {"side": "frontier"}, {"side": "entropy"}, "test_mse",
@@ -336,9 +342,9 @@ def setting_verdicts(runs: pd.DataFrame, entropy_methods: Sequence[str], min_run
     lowest mean validation MSE. The book's rule decides "the frontier reconstructs the test
     images better" (:func:`entropic_ae.verdicts.decide`); the setting is ``within_rule`` unless
     that holds. Columns: ``method``, ``config``, ``n``, ``units`` (:math:`\tilde k`),
-    ``units_range``, ``mse``, ``sd``, ``reference``, ``ref_mse``, ``ref_n``, ``relative_gap``,
-    ``verdict``, ``within_rule`` (None where no baseline group has at most :math:`\tilde k`
-    units)."""
+    ``units_range``, ``mse``, ``sd``, ``reference``, ``ref_method``, ``ref_units``, ``ref_mse``,
+    ``ref_n``, ``relative_gap``, ``verdict``, ``within_rule`` (missing where no baseline group
+    has at most :math:`\tilde k` units)."""
     missing = [c for c in ("method", "config", "units", "val_mse", "test_mse")
                if c not in runs.columns]
     if missing:
@@ -359,14 +365,15 @@ def setting_verdicts(runs: pd.DataFrame, entropy_methods: Sequence[str], min_run
             "method": method, "config": config, "n": len(values), "units": k,
             "units_range": f"{int(side['units'].min())} to {int(side['units'].max())}",
             "mse": float(values.mean()), "sd": float(values.std(ddof=1)), "reference": None,
-            "ref_mse": math.nan, "ref_n": 0, "relative_gap": math.nan, "verdict": None,
-            "within_rule": None}
+            "ref_method": None, "ref_units": None, "ref_mse": math.nan, "ref_n": 0,
+            "relative_gap": math.nan, "verdict": None, "within_rule": None}
         ref = _best(groups, [g for g in groups if g[0] not in entropy and g[1] <= k])
         if ref is not None:
             ref_values = groups[ref]["test_mse"].to_numpy(dtype=np.float64)
             d = decide(ref_values, values)
-            row.update(reference=_unit_label(ref), ref_mse=float(ref_values.mean()),
-                       ref_n=len(ref_values), relative_gap=row["mse"] / ref_values.mean() - 1,
+            row.update(reference=_unit_label(ref), ref_method=ref[0], ref_units=ref[1],
+                       ref_mse=float(ref_values.mean()), ref_n=len(ref_values),
+                       relative_gap=row["mse"] / ref_values.mean() - 1,
                        verdict=d.verdict, within_rule=d.verdict != HOLDS)
         out.append(row)
     return pd.DataFrame(out)
@@ -381,12 +388,11 @@ def setting_claims(runs: pd.DataFrame, verdicts: pd.DataFrame, dataset: str = "m
     groups = _groups(runs, min_runs)
     rows = []
     for _, v in verdicts.iterrows():
-        if pd.isna(v["reference"]) or pd.isna(v["verdict"]):
+        if pd.isna(v["verdict"]):
             continue
-        ref_method, ref_units = v["reference"].rsplit(", ", 1)
-        ref = groups[(ref_method, int(ref_units.split()[0]))].assign(side="frontier")
         side = runs[(runs["method"] == v["method"]) & (runs["config"] == v["config"])]
-        both = pd.concat([ref, side.assign(side="entropy")], ignore_index=True)
+        both = pd.concat([_reference_runs(groups, v), side.assign(side="entropy")],
+                         ignore_index=True)
         text = (f"the best baseline with at most {int(v['units'])} active units reconstructs "
                 f"better than the {v['method']}, {v['config']}")
         rows.append(claim_row(both, text, {"side": "frontier"}, {"side": "entropy"},
@@ -405,7 +411,7 @@ def setting_sentence(verdicts: pd.DataFrame) -> str:
              NOT_HOLDS: "better than the frontier"}
     parts = []
     for _, v in verdicts.iterrows():
-        if v["verdict"] is None or pd.isna(v["verdict"]):
+        if pd.isna(v["verdict"]):
             parts.append(f"{v['method']}, {v['config']} ({v['units']} units): no baseline "
                          "group with so few units")
             continue
