@@ -65,6 +65,7 @@ def test_front_claims_aggregate_the_matched_points():
     assert math.isnan(absent["effect"])
     assert claims.loc["x_below_eae_samples_mnist", "effect"] == pytest.approx(5.0)
     assert claims.loc["x_below_eae_samples_mnist", "floor"] == 0.5
+    assert claims.loc["x_below_eae_samples_mnist", "term"] == "X"
 
 
 def test_entropy_weight_reads_the_run_weights():
@@ -122,3 +123,33 @@ def test_the_goal_sentence_follows_the_claims():
     claims = ch05.front_claims({"samples": ch05.fronts(mixed)}, ["X", "Y"])
     sentence = ch05.goal_sentence(claims, ["mnist", "fashion-mnist"])
     assert sentence.startswith("No term's front") and "Y lies above it" in sentence
+    assert "For X the rule cannot decide" in sentence  # X was not trained on fashion-mnist
+    assert "does not, at this scale" not in sentence  # undecided X: no general lesson
+    losing = pd.concat([runs(EAE + bad, "mnist"), runs(EAE + bad, "fashion-mnist")])
+    claims = ch05.front_claims({"samples": ch05.fronts(losing)}, ["Y"])
+    sentence = ch05.goal_sentence(claims, ["mnist", "fashion-mnist"])
+    assert "Y lies above it" in sentence and "does not, at this scale" in sentence
+    assert "cannot decide" not in sentence
+    with pytest.raises(ValueError, match="samples"):
+        ch05.goal_sentence(claims[claims.family == "gaussianity"], ["mnist"])
+
+
+def test_the_bn_ae_runs_are_the_eae_front_at_zero_weight():
+    rows = runs(EAE + [("BN-AE", 0.0, 0.008, 70.0), ("X", 1.0, 0.009, 60.0)])
+    extended = ch05.with_zero_weight(rows)
+    assert len(extended) == len(rows) + 3  # BN-AE's 3 seeds, copied
+    zero = extended[(extended.model == "EAE") & (extended.beta == 0.0)]
+    assert zero["val_mse"].tolist() == [0.008] * 3
+    assert (extended.model == "BN-AE").sum() == 3  # the original stays
+    # X at 0.009 lies below the EAE's range (0.010-0.016): unmatched without BN-AE, matched
+    # halfway between BN-AE (70) and the EAE at 0.3 (60) with it
+    assert ch05.matched_points(ch05.fronts(rows), "X").empty
+    matched = ch05.matched_points(ch05.fronts(extended), "X")
+    assert matched["reference"].tolist() == pytest.approx([65.0])
+    assert matched["effect"].tolist() == pytest.approx([5.0])
+    with pytest.raises(ValueError, match="no run of 'BN-AE'"):
+        ch05.with_zero_weight(runs(EAE))
+    with pytest.raises(ValueError, match="already"):
+        ch05.with_zero_weight(extended)
+    with pytest.raises(ValueError, match="columns"):
+        ch05.with_zero_weight(pd.DataFrame({"model": ["BN-AE"]}))
