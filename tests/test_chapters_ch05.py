@@ -153,3 +153,50 @@ def test_the_bn_ae_runs_are_the_eae_front_at_zero_weight():
         ch05.with_zero_weight(extended)
     with pytest.raises(ValueError, match="columns"):
         ch05.with_zero_weight(pd.DataFrame({"model": ["BN-AE"]}))
+
+
+def ranked_table():
+    rows = []
+    for term, firsts in (("A", (True, True)), ("B", (True, False)), ("C", (False, False))):
+        for d, first in zip((16, 128), firsts, strict=True):
+            rows.append({"term": term, "d": d, "gaussian first": first})
+    return pd.DataFrame(rows)
+
+
+def test_ranking_groups_and_first_at_read_the_gaussian_first_column():
+    ranked = ranked_table()
+    assert ch05.first_at(ranked, "A") == [16, 128]
+    assert ch05.first_at(ranked, "B") == [16]
+    assert ch05.first_at(ranked, "C") == []
+    assert ch05.ranking_groups(ranked) == {"every": ["A"], "some": ["B"], "none": ["C"]}
+    with pytest.raises(ValueError, match="no term 'D'"):
+        ch05.first_at(ranked, "D")
+    with pytest.raises(ValueError, match="gaussian first"):
+        ch05.first_at(ranked.drop(columns="gaussian first"), "A")
+    with pytest.raises(ValueError, match="empty"):
+        ch05.ranking_groups(ranked.iloc[:0])
+
+
+def test_cost_groups_split_at_the_limit():
+    costs = pd.DataFrame({"term": ["a", "a", "b", "b", "c", "c"], "d": [16, 128] * 3,
+                          "share": [0.02, 0.03, 0.05, 0.10, 0.2, 0.01]})
+    assert ch05.cost_groups(costs) == {"over": ["b", "c"], "under": ["a"]}  # 0.10 counts
+    assert ch05.cost_groups(costs, limit=0.25) == {"over": [], "under": ["a", "b", "c"]}
+    with pytest.raises(ValueError, match="share"):
+        ch05.cost_groups(costs.drop(columns="share"))
+    with pytest.raises(ValueError, match="limit"):
+        ch05.cost_groups(costs, limit=10)
+
+
+@pytest.mark.parametrize("cosine, word", [
+    (-0.5, "pointing against it"), (-0.15, "pointing against it"), (-0.1, "unaligned"),
+    (0.0, "unaligned"), (0.09, "unaligned"), (0.23, "weakly aligned"), (0.4, "partly aligned"),
+    (0.62, "partly aligned"), (0.7, "well aligned"), (1.0, "well aligned")])
+def test_alignment_words_follow_the_cosine(cosine, word):
+    assert ch05.alignment_word(cosine) == word
+
+
+def test_alignment_word_refuses_what_is_not_a_cosine():
+    for bad in (1.5, -2, float("nan"), "0.3", True):
+        with pytest.raises(ValueError, match="cosine"):
+            ch05.alignment_word(bad)

@@ -21,8 +21,9 @@ from scipy import stats
 
 from entropic_ae.verdicts import HOLDS, NOT_HOLDS, UNDECIDED, with_holm
 
-__all__ = ["CLAIM_COLUMNS", "entropy_weight", "front_claims", "fronts", "goal_sentence",
-           "matched_points", "matched_weights", "ranking_inversions", "score_floor",
+__all__ = ["ALIGNMENT_WORDS", "CLAIM_COLUMNS", "alignment_word", "cost_groups", "entropy_weight",
+           "first_at", "front_claims", "fronts", "goal_sentence", "matched_points",
+           "matched_weights", "ranking_groups", "ranking_inversions", "score_floor",
            "surrogate_check", "validation_error", "with_zero_weight"]
 
 CLAIM_COLUMNS = ["claim_id", "family", "claim", "term", "dataset", "verdict", "effect", "spread",
@@ -189,6 +190,66 @@ def ranking_inversions(table: pd.DataFrame, k: float = 2.0) -> dict[str, list[in
         else:
             out["not ranked"].append(int(d))
     return out
+
+
+def first_at(ranked: pd.DataFrame, term: str) -> list[int]:
+    """The dimensions d at which ``term`` ranks the Gaussian first by the book's rule, from an
+    :func:`entropic_ae.entropy_terms.ranking_table` (its ``gaussian first`` column)."""
+    need = {"term", "d", "gaussian first"}
+    if not need <= set(ranked.columns):
+        raise ValueError(f"ranked lacks the columns {sorted(need - set(ranked.columns))}: "
+                         "pass an entropy_terms.ranking_table")
+    rows = ranked[ranked["term"] == term]
+    if rows.empty:
+        raise ValueError(f"no term {term!r} in the ranking table; it has "
+                         f"{sorted(set(ranked['term']))}")
+    return [int(d) for d, first in zip(rows["d"], rows["gaussian first"], strict=True) if first]
+
+
+def ranking_groups(ranked: pd.DataFrame) -> dict[str, list[str]]:
+    """The terms of an :func:`entropic_ae.entropy_terms.ranking_table` that rank the Gaussian
+    first at every dimension of the table (``every``), at some (``some``) and at none
+    (``none``), each in the table's order."""
+    out: dict[str, list[str]] = {"every": [], "some": [], "none": []}
+    dims = set(ranked["d"]) if "d" in ranked else set()
+    for term in dict.fromkeys(ranked["term"] if "term" in ranked else []):
+        n = len(first_at(ranked, term))
+        out["every" if n == len(dims) else "none" if n == 0 else "some"].append(term)
+    if not dims:
+        raise ValueError("the ranking table is empty")
+    return out
+
+
+def cost_groups(costs: pd.DataFrame, limit: float = 0.1) -> dict[str, list[str]]:
+    """The terms of an :func:`entropic_ae.entropy_terms.term_costs` table whose ``share`` of a
+    training step reaches ``limit`` at some dimension (``over``) and the rest (``under``), in
+    the table's order."""
+    if not {"term", "share"} <= set(costs.columns):
+        raise ValueError("costs need the columns 'term' and 'share': pass term_costs(..., "
+                         "step_seconds=...)")
+    if not 0 < limit < 1:
+        raise ValueError(f"limit must be a share of a step in (0, 1), got {limit!r}")
+    over = set(costs.loc[costs["share"] >= limit, "term"])
+    terms = list(dict.fromkeys(costs["term"]))
+    return {"over": [t for t in terms if t in over], "under": [t for t in terms if t not in over]}
+
+
+#: Upper bounds of the cosine for each word of :func:`alignment_word` (negative cosines below
+#: -0.15 point against the Gaussianising direction).
+ALIGNMENT_WORDS = ((0.15, "unaligned"), (0.4, "weakly aligned"), (0.7, "partly aligned"),
+                   (math.inf, "well aligned"))
+
+
+def alignment_word(cosine: float) -> str:
+    """How a gradient lines up with the Gaussianising direction, from their mean cosine:
+    ``"pointing against it"`` (below -0.15), ``"unaligned"`` (|cos| < 0.15), ``"weakly
+    aligned"`` (< 0.4), ``"partly aligned"`` (< 0.7), ``"well aligned"`` (up to 1)."""
+    if isinstance(cosine, bool) or not isinstance(cosine, (int, float, np.floating)) or not (
+            -1 - 1e-9 <= cosine <= 1 + 1e-9):
+        raise ValueError(f"cosine must be a number in [-1, 1], got {cosine!r}")
+    if cosine <= -ALIGNMENT_WORDS[0][0]:
+        return "pointing against it"
+    return next(word for bound, word in ALIGNMENT_WORDS if cosine < bound)
 
 
 def surrogate_check(kind: str, n: int, d: int, seed: int) -> dict[str, Any]:
