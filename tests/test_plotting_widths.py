@@ -99,6 +99,21 @@ def test_layer_widths_lines_are_the_means():
     assert fig.axes[0].get_ylabel().startswith("active units")
 
 
+def test_layer_widths_reference_lines_and_a_legend_clear_of_the_data():
+    fig = plotting.layer_widths(layer_rows(), widths={2: 16, 3: 16, 4: 16},
+                                reference={"true width k = 3": 3})
+    fig.canvas.draw()
+    for ax in fig.axes:
+        (ref,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
+        np.testing.assert_allclose(ref.get_ydata(), [3, 3])
+        assert ref.get_linestyle() == ":"
+        legend = ax.get_legend()
+        assert [t.get_text() for t in legend.get_texts()] == [
+            "layer width", "true width k = 3", "plain", "narrow"]
+        # the legend lies wholly below the axes, so no point or error bar is hidden
+        assert legend.get_window_extent().y1 < ax.get_window_extent().y0
+
+
 def test_layer_widths_bars():
     fig = plotting.layer_widths(layer_rows(), measures=["active_units"], kind="bar",
                                 labels={"active_units": "units"})

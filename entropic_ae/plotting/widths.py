@@ -109,6 +109,7 @@ def layer_widths(
     labels: Mapping[str, str] | None = None,
     axes: Sequence[Axes] | None = None,
     title: str | None = None,
+    reference: Mapping[str, float] | None = None,
 ) -> Figure:
     """Width of every layer for several networks: one panel per measure (e.g. active units,
     effective nodes), and in each panel, for every network, the mean over its rows (seeds) of
@@ -120,7 +121,9 @@ def layer_widths(
     ``kind="bar"``: grouped bars, one group per layer, one bar per network. ``widths`` (per
     layer) adds the layers' widths as a grey dashed line (gid ``"layer-widths"``). ``labels``
     maps a measure to its axis label (default: the column name with spaces). ``axes``: one
-    Axes per measure to draw into.
+    Axes per measure to draw into. ``reference`` (label → value) adds black dotted horizontal
+    lines (gid ``"reference"``), e.g. a known true width. Each panel's legend sits below its
+    axes, where it cannot hide a point or an error bar.
     """
     names = list(measures) if not isinstance(measures, str) else [measures]
     missing = [c for c in [network, layer, *names] if c not in rows.columns]
@@ -159,10 +162,14 @@ def layer_widths(
             (line,) = ax.plot(layers, _layer_values(widths, layers), color="0.6",
                               linestyle="--", marker="_", markersize=12, label="layer width")
             line.set_gid("layer-widths")
+        for text, value in (reference or {}).items():
+            ax.axhline(float(value), color="k", linestyle=":", linewidth=1,
+                       label=str(text)).set_gid("reference")
         ax.set_xticks(layers)
         ax.set_xlabel("layer")
         ax.set_ylabel((labels or {}).get(name, name.replace("_", " ")) + " (mean ± sd)")
-        ax.legend(fontsize="small", frameon=False)
+        ax.legend(fontsize="small", frameon=False, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16), ncol=2)
     if title:
         fig.suptitle(title)
     return fig
