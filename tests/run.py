@@ -299,12 +299,15 @@ def notebooks() -> list[Path]:
 
 
 def clear_stale_cache() -> None:
-    """The execution cache only sees notebook code; drop it when the package changes."""
+    """The execution cache only sees notebook code; drop it when the package changes, and
+    Sphinx's record of what it read (``.doctrees``), or Sphinx would not re-read (so not
+    re-execute) a chapter whose notebook is unchanged and keep its old outputs."""
     stamp = BUILD / ".package-digest"
     want = digest([ROOT / "entropic_ae"])
     if stamp.exists() and stamp.read_text() != want:
         say("entropic_ae changed since the last build: clearing the execution cache")
         shutil.rmtree(BUILD / ".jupyter_cache", ignore_errors=True)
+        shutil.rmtree(BUILD / ".doctrees", ignore_errors=True)
     BUILD.mkdir(exist_ok=True)
     stamp.write_text(want)
 

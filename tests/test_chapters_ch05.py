@@ -130,6 +130,10 @@ def test_the_goal_sentence_follows_the_claims():
     sentence = ch05.goal_sentence(claims, ["mnist", "fashion-mnist"])
     assert "Y lies above it" in sentence and "does not, at this scale" in sentence
     assert "cannot decide" not in sentence
+    two = pd.concat([runs(EAE + bad + [(m, b, v, s) for _, b, v, s in bad], ds)
+                     for ds, m in (("mnist", "W"), ("fashion-mnist", "W"))])
+    claims = ch05.front_claims({"samples": ch05.fronts(two)}, ["Y", "W"])
+    assert "Y and W lie above it" in ch05.goal_sentence(claims, ["mnist", "fashion-mnist"])
     with pytest.raises(ValueError, match="samples"):
         ch05.goal_sentence(claims[claims.family == "gaussianity"], ["mnist"])
 

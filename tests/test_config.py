@@ -170,3 +170,25 @@ def test_workflows_build_publish_and_test():
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
     assert deploy["environment"]["name"] == "github-pages"
     assert "pull_request" in ci[True] and ".ci/run" in (workflows / "ci.yml").read_text()
+
+
+def test_a_package_change_makes_the_book_reexecute_every_chapter(tmp_path, monkeypatch):
+    """A changed package drops the execution cache and Sphinx's record of what it read, so an
+    unchanged notebook is re-read and re-executed instead of keeping its old outputs."""
+    (tmp_path / "entropic_ae").mkdir()
+    module = tmp_path / "entropic_ae" / "a.py"
+    module.write_text("x = 1\n")
+    build = tmp_path / "_build"
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    monkeypatch.setattr(runner, "BUILD", build)
+    runner.clear_stale_cache()  # first build: writes the stamp
+    kept = [build / ".jupyter_cache" / "db", build / ".doctrees" / "env.pickle"]
+    for path in kept:
+        path.parent.mkdir(parents=True)
+        path.write_text("old")
+    runner.clear_stale_cache()  # same package: both kept
+    assert all(path.exists() for path in kept)
+    module.write_text("x = 2\n")
+    runner.clear_stale_cache()
+    assert not (build / ".jupyter_cache").exists() and not (build / ".doctrees").exists()
+    assert (build / ".package-digest").read_text() == runner.digest([tmp_path / "entropic_ae"])

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from entropic_ae.prose import join_words
 from entropic_ae.verdicts import HOLDS, NOT_HOLDS, UNDECIDED, with_holm
 
 __all__ = ["ALIGNMENT_WORDS", "CLAIM_COLUMNS", "alignment_word", "cost_groups", "entropy_weight",
@@ -327,17 +328,18 @@ def goal_sentence(claims: pd.DataFrame, datasets: Sequence[str]) -> str:
     winners = [t for t, part in by_term.items()
                if set(part["dataset"]) >= set(datasets) and (part["verdict"] == HOLDS).all()]
     if winners:
-        return (f"{', '.join(winners)} beats the paper's EAE on N(0, I) samples at matched "
+        verb = "beats" if len(winners) == 1 else "beat"
+        return (f"{join_words(winners)} {verb} the paper's EAE on N(0, I) samples at matched "
                 f"reconstruction on {' and '.join(datasets)} by the book's rule: the goal is met.")
     losers = [t for t, part in by_term.items() if (part["verdict"] == NOT_HOLDS).any()]
     open_ = [t for t in by_term if t not in losers]
     out = ("No term's front lies below the EAE's on every dataset by the book's rule, so the "
            "goal is not met.")
     if losers:
-        out += (f" {', '.join(losers)} lie{'s' if len(losers) == 1 else ''} above it on at least "
+        out += (f" {join_words(losers)} lie{'s' if len(losers) == 1 else ''} above it on at least "
                 "one dataset.")
     if open_:
-        out += (f" For {', '.join(open_)} the rule cannot decide (matched points within the "
+        out += (f" For {join_words(open_)} the rule cannot decide (matched points within the "
                 "threshold, or none inside the EAE's range).")
     else:
         out += (" A term that measures the codes' shape better at batch size 100 does not, at "
