@@ -197,10 +197,12 @@ def count_phrase(n: int, noun: str, plural: str | None = None) -> str:
     return f"one {noun}" if n == 1 else f"{n:,} {many}"
 
 
-def listed(items: Iterable[object], some: str, none: str, conjunction: str = "and") -> str:
+def listed(items: Iterable[object], some: str, none: str, conjunction: str = "and",
+           quote: bool = False) -> str:
     """A sentence (or clause) about a list that reads right when the list is empty:
     ``none`` if there are no items, else ``some`` with ``{items}`` replaced by
-    :func:`join_words` of them and ``{n}`` by their number. E.g.
+    :func:`join_words` of them (each in “quotes” with ``quote``, for names that hold commas)
+    and ``{n}`` by their number. E.g.
     ``listed([4, 7], "No setting landed on k = {items}.", "Every width was reached.")``
     gives ``"No setting landed on k = 4 and 7."``, and the second sentence for ``[]``, never
     "k = none"."""
@@ -208,7 +210,7 @@ def listed(items: Iterable[object], some: str, none: str, conjunction: str = "an
         raise TypeError("some and none must be strings")
     if "{items}" not in some and "{n}" not in some:
         raise ValueError("some must use {items} or {n}")
-    words = [str(i) for i in items]
+    words = [f"“{i}”" if quote else str(i) for i in items]
     if not words:
         return none
     return some.replace("{items}", join_words(words, conjunction)).replace("{n}", str(len(words)))

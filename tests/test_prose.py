@@ -124,6 +124,7 @@ def test_listed_reads_right_for_empty_and_full_lists():
     assert listed([4, 7, 9], some, none) == "No setting landed on k = 4, 7 and 9."
     assert listed([4, 7], "{n} widths ({items})", "", "or") == "2 widths (4 or 7)"
     assert "none" not in listed([], "at {items} the best landing was further off", "")
+    assert listed(["a, b", "c"], "{items}", "", quote=True) == "“a, b” and “c”"
     with pytest.raises(ValueError, match="items"):
         listed([1], "no placeholder", "")
     with pytest.raises(TypeError):

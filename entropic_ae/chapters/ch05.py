@@ -193,13 +193,19 @@ def ranking_inversions(table: pd.DataFrame, k: float = 2.0) -> dict[str, list[in
     return out
 
 
-def first_at(ranked: pd.DataFrame, term: str) -> list[int]:
-    """The dimensions d at which ``term`` ranks the Gaussian first by the book's rule, from an
-    :func:`entropic_ae.entropy_terms.ranking_table` (its ``gaussian first`` column)."""
+def _check_ranked(ranked: pd.DataFrame) -> None:
     need = {"term", "d", "gaussian first"}
     if not need <= set(ranked.columns):
         raise ValueError(f"ranked lacks the columns {sorted(need - set(ranked.columns))}: "
                          "pass an entropy_terms.ranking_table")
+    if ranked.empty:
+        raise ValueError("the ranking table is empty")
+
+
+def first_at(ranked: pd.DataFrame, term: str) -> list[int]:
+    """The dimensions d at which ``term`` ranks the Gaussian first by the book's rule, from an
+    :func:`entropic_ae.entropy_terms.ranking_table` (its ``gaussian first`` column)."""
+    _check_ranked(ranked)
     rows = ranked[ranked["term"] == term]
     if rows.empty:
         raise ValueError(f"no term {term!r} in the ranking table; it has "
@@ -211,13 +217,12 @@ def ranking_groups(ranked: pd.DataFrame) -> dict[str, list[str]]:
     """The terms of an :func:`entropic_ae.entropy_terms.ranking_table` that rank the Gaussian
     first at every dimension of the table (``every``), at some (``some``) and at none
     (``none``), each in the table's order."""
+    _check_ranked(ranked)
     out: dict[str, list[str]] = {"every": [], "some": [], "none": []}
-    dims = set(ranked["d"]) if "d" in ranked else set()
-    for term in dict.fromkeys(ranked["term"] if "term" in ranked else []):
-        n = len(first_at(ranked, term))
-        out["every" if n == len(dims) else "none" if n == 0 else "some"].append(term)
-    if not dims:
-        raise ValueError("the ranking table is empty")
+    n_dims = ranked["d"].nunique()
+    for term, rows in ranked.groupby("term", sort=False):
+        n = int(rows["gaussian first"].sum())
+        out["every" if n == n_dims else "none" if n == 0 else "some"].append(term)
     return out
 
 
@@ -324,7 +329,7 @@ def goal_sentence(claims: pd.DataFrame, datasets: Sequence[str]) -> str:
     samples = claims[claims["family"] == "samples"]
     if samples.empty:
         raise ValueError("the claims have no sample-score ('samples') rows")
-    by_term = dict(list(samples.groupby("term", sort=False)))
+    by_term = dict(iter(samples.groupby("term", sort=False)))
     winners = [t for t, part in by_term.items()
                if set(part["dataset"]) >= set(datasets) and (part["verdict"] == HOLDS).all()]
     if winners:
