@@ -92,6 +92,19 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+_CODE_DIGESTS: dict[bytes, bytes] = {}  # SHA-256 of a file's bytes -> digest of its code
+
+
+def _code_digest(source: bytes, filename: str) -> bytes:
+    """SHA-256 of the syntax tree of ``source`` without docstrings, remembered per content (a
+    process digests the package several times: per family, for measurements, for sweeps)."""
+    key = hashlib.sha256(source).digest()
+    if key not in _CODE_DIGESTS:
+        tree = _strip_docstrings(ast.parse(source, filename=filename))
+        _CODE_DIGESTS[key] = hashlib.sha256(ast.dump(tree).encode()).digest()
+    return _CODE_DIGESTS[key]
+
+
 def source_digest(folder: str | os.PathLike, exclude: Iterable[str] = ()) -> str:
     """SHA-256 of every ``*.py`` file under ``folder`` (relative path and syntax tree, without
     docstrings; comments and formatting never reach the tree), except the relative paths or
@@ -105,6 +118,5 @@ def source_digest(folder: str | os.PathLike, exclude: Iterable[str] = ()) -> str
         rel = path.relative_to(root).as_posix()
         if any(rel == s or (s.endswith("/") and rel.startswith(s)) for s in skip):
             continue
-        tree = _strip_docstrings(ast.parse(path.read_bytes(), filename=str(path)))
-        h.update(rel.encode() + b"\0" + ast.dump(tree).encode() + b"\0")
+        h.update(rel.encode() + b"\0" + _code_digest(path.read_bytes(), str(path)) + b"\0")
     return h.hexdigest()

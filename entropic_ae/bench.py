@@ -8,6 +8,9 @@ does not depend on what ran before it (allocator state, caches, thread pools)::
 
     python -m entropic_ae.bench --models EAE VAE RAE-GP --widths 0.0625 0.25 1 --batch-size 100
 
+``python -m entropic_ae.bench --scaling`` instead times a small grid of runs on 1 and on 2
+local workers (:func:`grid_scaling`): how much a second core speeds up the experiment layer.
+
 :func:`step_seconds` and :func:`term_seconds` are the measurements, also used by the chapters'
 cost sections.
 """
@@ -18,7 +21,7 @@ import argparse
 import concurrent.futures
 import json
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -28,7 +31,8 @@ from entropic_ae.entropy_terms import log_det_correlation, sliced_gaussianity
 from entropic_ae.estimators import kozachenko_leonenko, minibatch_entropy
 from entropic_ae.timing import format_seconds, median_seconds
 
-__all__ = ["ENTROPY_TERMS", "isolated", "main", "step_seconds", "term_seconds"]
+__all__ = ["ENTROPY_TERMS", "grid_scaling", "isolated", "main", "scaling_grid",
+           "scaling_summary", "step_seconds", "term_seconds"]
 
 def _surrogate_m8(z: torch.Tensor) -> torch.Tensor:
     """The minibatch surrogate with 8 spacings (at most half the batch), as EAE-MB8 uses it."""
@@ -124,6 +128,93 @@ def isolated(fn: Callable[..., Any], *args: Any, threads: int | None = 1, **kwar
         return pool.submit(_in_child, fn, threads, args, kwargs).result()
 
 
+def scaling_grid() -> list[Any]:
+    """The grid :func:`grid_scaling` times by default: 8 chapter-4 runs (AE, BN-AE, EAE, VAE,
+    seeds 0 and 1) at width 1/16, 2,000 training images, one epoch."""
+    from entropic_ae.experiments import RunConfig, grid
+
+    base = RunConfig.make("conv", "EAE", n_train=2000, epochs=1, batch_size=100,
+                          width=1 / 16, latent_dim=16)
+    return grid(base, model=["AE", "BN-AE", "EAE", "VAE"], seed=[0, 1])
+
+
+def grid_scaling(workers: Sequence[int] = (1, 2), repeats: int = 3,
+                 configs: Sequence[Any] | None = None, data_root: Any = None
+                 ) -> list[dict[str, Any]]:
+    """Wall-clock seconds of ``configs`` (default :func:`scaling_grid`) on a fresh local
+    cluster of each size in ``workers``, each time into a fresh cache: ``cold`` (the cluster's
+    start, the workers' imports and data loading included) and ``warm`` (the same grid once
+    more, into another fresh cache, on the started cluster). The sizes take turns (1, 2, 1, 2,
+    ...) ``repeats`` times, so that a drift of the machine's speed touches every size alike.
+    One row per (repeat, size); :func:`scaling_summary` gives the speed-ups."""
+    import os
+    import tempfile
+    import time
+
+    from entropic_ae._checks import check_int
+    from entropic_ae.experiments import run_grid, shutdown
+    from entropic_ae.experiments.cluster import SCHEDULER_ENV
+
+    repeats = check_int("repeats", repeats, 1)
+    sizes = [check_int("workers", n, 1) for n in workers]
+    if os.environ.get(SCHEDULER_ENV, "").strip():
+        raise ValueError(f"grid_scaling times local clusters; unset {SCHEDULER_ENV}")
+    configs = list(scaling_grid() if configs is None else configs)
+    rows = []
+    for repeat in range(repeats):
+        for n in sizes:
+            row: dict[str, Any] = {"workers": n, "repeat": repeat}
+            shutdown()
+            try:
+                for phase in ("cold", "warm"):
+                    with tempfile.TemporaryDirectory() as folder:
+                        start = time.perf_counter()
+                        run_grid(configs, cache_dir=folder, data_root=data_root, workers=n,
+                                 device="cpu", progress=False)
+                        row[phase] = time.perf_counter() - start
+            finally:
+                shutdown()
+            rows.append(row)
+    return rows
+
+
+def scaling_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per cluster size: the median ``cold`` and ``warm`` seconds of :func:`grid_scaling`'s
+    rows and the speed-ups :math:`\\tilde t_{\\min} / \\tilde t_n` over the smallest size
+    (medians :math:`\\tilde t`), with the per-repeat ratios."""
+    import statistics
+
+    sizes = sorted({r["workers"] for r in rows})
+    if not sizes:
+        raise ValueError("no rows to summarise")
+    by = {n: sorted((r for r in rows if r["workers"] == n), key=lambda r: r["repeat"])
+          for n in sizes}
+    base = by[sizes[0]]
+    out = []
+    for n in sizes:
+        entry: dict[str, Any] = {"workers": n}
+        for phase in ("cold", "warm"):
+            median = statistics.median(r[phase] for r in by[n])
+            entry[phase] = median
+            entry[f"{phase}_speedup"] = statistics.median(r[phase] for r in base) / median
+            pairs = zip(base, by[n], strict=True)
+            entry[f"{phase}_ratios"] = [a[phase] / b[phase] for a, b in pairs]
+        out.append(entry)
+    return out
+
+
+def _print_scaling(repeats: int) -> None:
+    rows = grid_scaling(repeats=repeats)
+    for row in rows:
+        print(f"repeat {row['repeat']}, {row['workers']} worker(s): cold {row['cold']:.1f} s, "
+              f"warm {row['warm']:.1f} s", flush=True)
+    for s in scaling_summary(rows):
+        print(f"{s['workers']} worker(s), medians: cold {s['cold']:.1f} s "
+              f"(speed-up {s['cold_speedup']:.2f}), warm {s['warm']:.1f} s "
+              f"(speed-up {s['warm_speedup']:.2f}); per repeat, warm "
+              + ", ".join(f"{r:.2f}" for r in s["warm_ratios"]))
+
+
 def _parser() -> argparse.ArgumentParser:
     from entropic_ae.systems import CONV
 
@@ -140,6 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--scaling", action="store_true",
+                        help="time scaling_grid() on 1 and 2 local workers instead "
+                             "(--repeats turns each, default 3)")
     return parser
 
 
@@ -166,6 +260,9 @@ def bench(models: Sequence[str], widths: Sequence[float], dataset: str = "mnist"
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (see the module docstring)."""
     args = _parser().parse_args(argv)
+    if args.scaling:
+        _print_scaling(3 if args.repeats == 7 else args.repeats)
+        return 0
     from entropic_ae.training import default_device
 
     device = default_device(args.device)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torchvision.transforms.functional import gaussian_blur
 
 from entropic_ae._checks import check_int, check_real
 
@@ -75,6 +74,10 @@ def _check_labels(labels: object, n: int, name: str = "labels") -> torch.Tensor:
 
 
 def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    # deferred: torchvision's import costs about 1.2 s, which a run that never damages images
+    # (every training run imports the metrics) should not pay
+    from torchvision.transforms.functional import gaussian_blur
+
     size = 2 * math.ceil(3.0 * sigma) + 1
     return gaussian_blur(images, kernel_size=[size, size], sigma=[sigma, sigma])
 

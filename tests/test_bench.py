@@ -58,3 +58,58 @@ def test_bench_rows_do_not_depend_on_order():
 def test_bad_model_name_is_refused():
     with pytest.raises(SystemExit):
         main(["--models", "GAN"])
+
+
+def test_grid_scaling_takes_turns_with_fresh_clusters_and_caches(monkeypatch):
+    """Sizes alternate (1, 2, 1, 2), each size on a fresh cluster, cold then warm, and every
+    grid writes into a cache folder of its own."""
+    import entropic_ae.experiments as experiments
+    from entropic_ae.bench import grid_scaling, scaling_grid
+
+    calls, events = [], []
+    monkeypatch.setattr(experiments, "shutdown", lambda: events.append("shutdown"))
+
+    def fake_run_grid(configs, cache_dir, data_root, workers, device, progress):
+        calls.append((workers, cache_dir, len(configs)))
+        events.append(f"grid {workers}")
+
+    monkeypatch.setattr(experiments, "run_grid", fake_run_grid)
+    monkeypatch.delenv("ENTROPIC_AE_SCHEDULER", raising=False)
+    rows = grid_scaling(workers=(1, 2), repeats=2)
+    assert [c[0] for c in calls] == [1, 1, 2, 2, 1, 1, 2, 2]
+    assert len({c[1] for c in calls}) == 8, "a fresh cache folder for every grid"
+    assert {c[2] for c in calls} == {len(scaling_grid())} == {8}
+    assert events[:4] == ["shutdown", "grid 1", "grid 1", "shutdown"]
+    assert [(r["workers"], r["repeat"]) for r in rows] == [(1, 0), (2, 0), (1, 1), (2, 1)]
+    assert all(r["cold"] >= 0 and r["warm"] >= 0 for r in rows)
+
+
+def test_scaling_summary_takes_medians_and_pairs_repeats():
+    from entropic_ae.bench import scaling_summary
+
+    rows = [{"workers": 2, "repeat": 1, "cold": 30.0, "warm": 20.0},
+            {"workers": 1, "repeat": 0, "cold": 50.0, "warm": 40.0},
+            {"workers": 2, "repeat": 0, "cold": 25.0, "warm": 25.0},
+            {"workers": 1, "repeat": 1, "cold": 54.0, "warm": 44.0},
+            {"workers": 1, "repeat": 2, "cold": 58.0, "warm": 42.0},
+            {"workers": 2, "repeat": 2, "cold": 29.0, "warm": 21.0}]
+    one, two = scaling_summary(rows)
+    assert one["workers"] == 1 and one["warm_speedup"] == 1.0
+    assert two["cold"] == 29.0 and two["warm"] == 21.0
+    assert two["cold_speedup"] == pytest.approx(54 / 29)
+    assert two["warm_speedup"] == pytest.approx(42 / 21)
+    assert two["warm_ratios"] == pytest.approx([40 / 25, 44 / 20, 42 / 21])
+    with pytest.raises(ValueError, match="no rows"):
+        scaling_summary([])
+
+
+def test_grid_scaling_refuses_bad_input(monkeypatch):
+    from entropic_ae.bench import grid_scaling
+
+    with pytest.raises(ValueError, match="repeats"):
+        grid_scaling(repeats=0)
+    with pytest.raises(ValueError, match="workers"):
+        grid_scaling(workers=(1, 0))
+    monkeypatch.setenv("ENTROPIC_AE_SCHEDULER", "tcp://127.0.0.1:1")
+    with pytest.raises(ValueError, match="ENTROPIC_AE_SCHEDULER"):
+        grid_scaling()

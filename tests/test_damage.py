@@ -1,6 +1,8 @@
 """Graded damage of images: each kind against a known answer, purity and seeding."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -137,3 +139,14 @@ def test_duplicates_and_copies():
 def test_bad_arguments(args, error, match):
     with pytest.raises(error, match=match):
         damage(*args)
+
+
+def test_importing_the_metrics_does_not_import_torchvision():
+    """Every run imports the metrics (which import this module); torchvision's import costs
+    about 1.2 s a process, so only blurring may import it."""
+    code = ("import sys\n"
+            "import entropic_ae.damage, entropic_ae.metrics, entropic_ae.experiments.measure\n"
+            "print('torchvision' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

