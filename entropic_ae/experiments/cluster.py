@@ -103,8 +103,8 @@ WORKER_ENVIRONMENT: dict[str, str | None] = {
 
 #: Dask settings of the local workers: no statistical profiler. Dask's default samples each
 #: worker's stack every 10 ms from a thread of its own; with one worker per core that thread
-#: takes its time from the other workers (runs of an 8-run grid were about 8 % slower on two
-#: workers than on one with it, within timing noise without it).
+#: takes its time from the other workers (in one pair of measurements the runs of an 8-run grid
+#: took 8 % longer on two workers than on one with it, and as long without it).
 WORKER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False}
 
 
