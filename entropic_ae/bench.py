@@ -226,14 +226,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10", "celeba"])
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="blocks of steps per figure (default 7); with --scaling, turns "
+                             "per cluster size (default 3)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--scaling", action="store_true",
-                        help="time scaling_grid() on 1 and 2 local workers instead "
-                             "(--repeats turns each, default 3)")
+                        help="time scaling_grid() on 1 and 2 local workers instead")
     return parser
 
 
@@ -261,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line (see the module docstring)."""
     args = _parser().parse_args(argv)
     if args.scaling:
-        _print_scaling(3 if args.repeats == 7 else args.repeats)
+        _print_scaling(3 if args.repeats is None else args.repeats)
         return 0
     from entropic_ae.training import default_device
 
@@ -273,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, seconds in terms.items():
         print(f"entropy term {name}: {format_seconds(seconds)} (forward + backward)")
     rows = bench(args.models, args.widths, args.dataset, args.latent_dim, args.batch_size,
-                 str(device), args.repeats, args.threads)
+                 str(device), 7 if args.repeats is None else args.repeats, args.threads)
     print(f"{'model':12s} {'width':>7s} {'step':>10s} {'images/s':>10s} "
           + " ".join(f"{n[:14]:>16s}" for n in terms))
     for row in rows:

@@ -113,3 +113,13 @@ def test_grid_scaling_refuses_bad_input(monkeypatch):
     monkeypatch.setenv("ENTROPIC_AE_SCHEDULER", "tcp://127.0.0.1:1")
     with pytest.raises(ValueError, match="ENTROPIC_AE_SCHEDULER"):
         grid_scaling()
+
+
+def test_scaling_command_takes_repeats_as_given(monkeypatch, capsys):
+    """--repeats reaches the scaling study as typed (7 included); 3 turns when not given."""
+    import entropic_ae.bench as bench_module
+
+    seen = []
+    monkeypatch.setattr(bench_module, "_print_scaling", seen.append)
+    assert main(["--scaling"]) == 0 and main(["--scaling", "--repeats", "7"]) == 0
+    assert seen == [3, 7]
