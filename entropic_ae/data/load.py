@@ -8,9 +8,8 @@ import numpy as np
 import torch
 
 from entropic_ae.data.layout import (
-    _DATASET_DIR,
     _IDX_DATASETS,
-    _PRETTY,
+    _INFO,
     DataCorruptedError,
     DataUnavailableError,
     PathLike,
@@ -44,18 +43,12 @@ def load_images(name: str, split: str = "train", root: PathLike | None = None,
     (all of them when the split is smaller). With ``download=True`` missing files are provisioned
     by :func:`ensure_dataset`; with ``download=False`` they must already be there.
 
-    Every load of MNIST/Fashion-MNIST first checks the four raw files against the originals'
-    sizes and MD5s (:func:`~entropic_ae.data.layout.verify_raw_files`; hashed once, then
-    remembered in a stamp file next to them), and the loaded split's shape, label range 0..9 and
-    images per class; any mismatch raises :class:`~entropic_ae.data.layout.DataCorruptedError`
-    naming the file and the repair (delete the folder, run ``python -m entropic_ae.data NAME``).
-    CIFAR-10 and CelebA rely on torchvision's own integrity checks (MD5s of CIFAR-10's batch
-    files and of CelebA's annotation files).
-
-    MNIST and Fashion-MNIST are read from the same IDX files torchvision's classes read, with
-    the package's strict IDX reader (:func:`~entropic_ae.data.layout.read_idx`): importing
-    torchvision takes about 1.2 s (it imports ``torch._dynamo``), which every worker process of a
-    grid would pay for nothing.
+    MNIST/Fashion-MNIST are read without torchvision (its import costs every worker ~1.2 s) by
+    :func:`~entropic_ae.data.layout.read_idx`, after
+    :func:`~entropic_ae.data.layout.verify_raw_files`; the loaded split's shape, labels 0..9 and
+    images per class are checked too. Damage raises
+    :class:`~entropic_ae.data.layout.DataCorruptedError` naming the file and the repair.
+    CIFAR-10 and CelebA rely on torchvision's own integrity checks.
     """
     name = _check_name(name)
     split = _check_split(name, split)
@@ -67,7 +60,7 @@ def load_images(name: str, split: str = "train", root: PathLike | None = None,
         verify_raw_files(name, root)  # damaged files: corrupt, not missing
     else:
         raise DataUnavailableError(
-            f"{_PRETTY[name]} is not under {root} and download=False. Run "
+            f"{_INFO[name].pretty} is not under {root} and download=False. Run "
             f"`python -m entropic_ae.data {name} --root {root}` or call "
             f"ensure_dataset({name!r}). {_manual_instructions(name, root)}")
     if name in _IDX_DATASETS:
@@ -80,7 +73,7 @@ def load_images(name: str, split: str = "train", root: PathLike | None = None,
             return _load_celeba(root, split, limit)
         dataset = _open_torchvision(name, root, split)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-        raise DataUnavailableError(f"torchvision could not load {_PRETTY[name]} from {root}: "
+        raise DataUnavailableError(f"torchvision could not load {_INFO[name].pretty} from {root}: "
                                    f"{err}. {_manual_instructions(name, root)}") from err
     data = torch.from_numpy(np.asarray(dataset.data[:limit]))  # CIFAR-10: N x H x W x C uint8
     images = data.permute(0, 3, 1, 2).to(torch.float32).div_(255).contiguous()
@@ -88,17 +81,13 @@ def load_images(name: str, split: str = "train", root: PathLike | None = None,
     return images, labels
 
 
-#: The IDX files of each split of MNIST and Fashion-MNIST: (images, labels).
-_SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-
-
 def _read_idx_split(name: str, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images N x 28 x 28 uint8, labels)`` of an MNIST-format split, read from its two IDX
     files; a file that does not parse raises DataCorruptedError naming it."""
-    raw = root / _DATASET_DIR[name] / "raw"
+    raw = root / _INFO[name].folder / "raw"
     arrays = []
-    for file_name in _SPLIT_FILES[split]:
+    prefix = "train" if split == "train" else "t10k"
+    for file_name in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"):
         try:
             arrays.append(torch.from_numpy(read_idx(raw / file_name)))
         except ValueError as err:

