@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -206,16 +205,6 @@ def grads_of(value, params):
 
 def max_gap(a, b):
     return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
-
-def small_net(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 5))
-
-def nudge(net: nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=gen))
 
 
 # --------------------------------------------------------------------------------------------

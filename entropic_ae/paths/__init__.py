@@ -6,25 +6,12 @@ paths, whose entropy is small when the mass runs along few paths. Nothing here e
 paths (except the brute-force references): the distribution is a Markov chain over the layers,
 so its entropies and marginals follow from forward and backward passes of matrix products.
 
-One module per idea:
-
-* :mod:`~entropic_ae.paths.network` — reading a network's layers (:func:`linear_params`,
-  :func:`layer_sizes`) and the checks and numerics the others share;
-* :mod:`~entropic_ae.paths.weights` — the first source document's path weight, products of
-  :math:`|W| + |b|`: :func:`path_entropy` (Shannon, Rényi, min-entropy), its brute-force
-  reference :func:`path_entropy_bruteforce`, :func:`count_paths`, :func:`node_path_marginals`
-  and :func:`effective_nodes`;
-* :mod:`~entropic_ae.paths.data` — the path mass a batch of inputs carries through the ReLU
-  gates: :func:`data_path_flows`, :func:`data_node_entropies`, :func:`data_path_chain_entropy`,
-  :func:`data_path_example_entropy`, :func:`data_effective_nodes`, :func:`relu_gates`;
-* :mod:`~entropic_ae.paths.objectives` — bottleneck objectives over the hidden layers:
-  :func:`data_path_objective` (soft minimum, sum, chain, per-example; path-mass entropies or the
-  effective rank of the gain-weighted activations, :func:`data_layer_measures`, optionally
-  normalised by :math:`\log` width) and the temperature schedule :class:`Annealed`;
-* :mod:`~entropic_ae.paths.terms` — regularisers for the training loop, evaluated every k
-  steps, coupled (into the optimiser's gradient) or decoupled (a plain step after it):
-  :class:`PathEntropyTerm`, :class:`DataPathEntropyTerm`, the generic
-  :class:`TermRegulariser` and :class:`Decoupled`, and the :class:`Regulariser` protocol.
+One module per idea: :mod:`~entropic_ae.paths.network` reads a network's layers and holds the
+checks and numerics the others share; :mod:`~entropic_ae.paths.weights` has the weight-only path
+entropy (path weights are products of :math:`|W| + |b|`), its brute-force reference and the node
+marginals; :mod:`~entropic_ae.paths.data` the path mass a batch of inputs carries through the ReLU
+gates; :mod:`~entropic_ae.paths.objectives` the bottleneck objectives over the hidden layers and
+the temperature schedule; :mod:`~entropic_ae.paths.terms` the regularisers for the training loop.
 """
 
 from entropic_ae.paths.data import (
@@ -62,30 +49,10 @@ from entropic_ae.paths.weights import (
 )
 
 __all__ = [
-    "DATA_OBJECTIVES",
-    "MEASURES",
-    "MODES",
-    "Annealed",
-    "DataPathEntropyTerm",
-    "DataPathFlows",
-    "Decoupled",
-    "PathEntropyTerm",
-    "Regulariser",
-    "TermRegulariser",
-    "count_paths",
-    "data_effective_nodes",
-    "data_layer_measures",
-    "data_node_entropies",
-    "data_path_chain_entropy",
-    "data_path_example_entropy",
-    "data_path_flows",
-    "data_path_objective",
-    "effective_nodes",
-    "layer_signals",
-    "layer_sizes",
-    "linear_params",
-    "node_path_marginals",
-    "path_entropy",
-    "path_entropy_bruteforce",
-    "relu_gates",
+    "DATA_OBJECTIVES", "MEASURES", "MODES", "Annealed", "DataPathEntropyTerm", "DataPathFlows",
+    "Decoupled", "PathEntropyTerm", "Regulariser", "TermRegulariser", "count_paths",
+    "data_effective_nodes", "data_layer_measures", "data_node_entropies", "data_path_chain_entropy",
+    "data_path_example_entropy", "data_path_flows", "data_path_objective", "effective_nodes",
+    "layer_signals", "layer_sizes", "linear_params", "node_path_marginals", "path_entropy",
+    "path_entropy_bruteforce", "relu_gates",
 ]

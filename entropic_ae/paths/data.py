@@ -10,15 +10,10 @@ weight it can actually carry,
 
 with the gates :math:`g_{x,l}(i) = \mathbf 1[\text{pre-activation of unit } i > 0]` of the
 hidden layers (:math:`g_{x,L} = 1`: the output has no gate). Biases are edges from a constant
-node: a path may also start at the bias of unit :math:`j` of layer :math:`k`, with weight
-:math:`|b_k[j]|\, g_{x,k}(j) \prod_{l>k} |W_l[i_l, i_{l-1}]|\, g_{x,l}(i_l)`. The programme of
-the weight-only case runs per input through the batch's gate pattern:
-:math:`f_{x,0} = |x|`, :math:`f_{x,l} = g_{x,l} \odot (|W_l| f_{x,l-1} + |b_l|)`,
-:math:`t_{x,L} = 1`, :math:`t_{x,l-1} = |W_l|^\top (g_{x,l} \odot t_{x,l})`,
-:math:`Z_x = \mathbf 1^\top f_{x,L}`; node marginals
-:math:`m_{x,l} = f_{x,l} \odot t_{x,l} / Z_x` and edge flows
-:math:`F_{x,l}(j,i) = f_{x,l-1}(i) |W_l[j,i]| g_{x,l}(j) t_{x,l}(j) / Z_x` (one batched matrix
-product per layer; :math:`f_{x,l} \ge |h_{x,l}|`, an :math:`\ell_1` bound of the signal).
+node: a path may also start at the bias of a unit. The programme of the weight-only case runs
+per input through the batch's gate pattern (forward sums :math:`f_{x,l} \ge |h_{x,l}|`, an
+:math:`\ell_1` bound of the signal, and backward sums :math:`t_{x,l}`; the recursions, node
+marginals and edge flows are in :func:`data_path_flows`).
 Each path through a hidden unit uses exactly one edge into it (a weight or its bias) and one edge
 out of it, so rescaling the unit (in-weights and bias :math:`\times c`, out-weights
 :math:`\div c`) changes no path weight: the distribution is invariant, and a unit that never fires
@@ -58,15 +53,8 @@ from entropic_ae.paths.network import (
     xlogx,
 )
 
-__all__ = [
-    "DataPathFlows",
-    "data_effective_nodes",
-    "data_node_entropies",
-    "data_path_chain_entropy",
-    "data_path_example_entropy",
-    "data_path_flows",
-    "relu_gates",
-]
+__all__ = ["DataPathFlows", "data_effective_nodes", "data_node_entropies",
+           "data_path_chain_entropy", "data_path_example_entropy", "data_path_flows", "relu_gates"]
 
 
 class DataPathFlows(NamedTuple):
@@ -84,11 +72,6 @@ class DataPathFlows(NamedTuple):
     constant: Tensor
     edges: list[Tensor]
     bias_edges: list[Tensor]
-
-
-# --------------------------------------------------------------------------------------------
-# Input handling
-# --------------------------------------------------------------------------------------------
 
 
 def check_gates(gates: Sequence[Tensor], ws: list[Tensor], batch: int) -> list[Tensor]:
@@ -157,23 +140,18 @@ def check_layers(layers: Sequence[int] | None, n_layers: int | None = None) -> l
         return None if n_layers is None else list(range(1, n_layers))
     if isinstance(layers, (str, bytes, Tensor)) or not isinstance(layers, Iterable):
         raise TypeError("layers must be None or a sequence of hidden-layer indices")
+    top = math.inf if n_layers is None else n_layers - 1
     out = []
     for l in layers:
         if not is_integer(l):
             raise TypeError(f"layers must hold ints, got {type(l).__name__}")
-        top = None if n_layers is None else n_layers - 1
-        if l < 1 or (top is not None and l > top):
-            bound = "1.." + (str(top) if top is not None else "L-1")
-            raise ValueError(f"layers must be hidden-layer indices in {bound}, got {l}")
+        if not 1 <= l <= top:
+            bound = "L-1" if n_layers is None else top
+            raise ValueError(f"layers must be hidden-layer indices in 1..{bound}, got {l}")
         out.append(int(l))
     if not out:
         raise ValueError("layers is empty: name at least one hidden layer")
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# The per-input sums
-# --------------------------------------------------------------------------------------------
 
 
 def _rescale(v: Tensor) -> tuple[Tensor, Tensor]:
@@ -258,10 +236,9 @@ class DataSums:
         valid = z > 0
         self.log_z = torch.where(valid, torch.where(valid, z, 1.0).log() + self.lf[last], 0.0)
         self.count = valid.sum()
+        self.weight = valid.to(dtype)
         if normalize:
-            self.weight = valid.to(dtype) / self.count.clamp_min(1).to(dtype)
-        else:
-            self.weight = valid.to(dtype)
+            self.weight = self.weight / self.count.clamp_min(1).to(dtype)
         # log(weight_x / Z_x), -inf for inputs without mass (weight is a constant for autograd)
         self._log_wz = torch.where(valid, self.weight.log() - self.log_z, -math.inf)
         if self.with_s:  # S_x = s_{L-1} . t_{L-1} + f_{L-1} . colsum(|W_L| log|W_L|) + sum b log b
@@ -339,11 +316,6 @@ def data_guarded(compute: Callable[..., tuple], ws, bs, x, layers_checked=()) ->
     raise FloatingPointError("data path sums left the floating-point range even in float64")
 
 
-# --------------------------------------------------------------------------------------------
-# Public functions
-# --------------------------------------------------------------------------------------------
-
-
 def data_path_flows(
     weights: Sequence[Tensor],
     biases: Sequence[Tensor | None] | None,
@@ -392,17 +364,6 @@ def data_path_flows(
     return DataPathFlows(out[:k], out[k], out[k + 1:k + 1 + n_layers], out[k + 1 + n_layers:])
 
 
-def hidden_entropies(sums: DataSums, layers: list[int], alpha: float) -> tuple[Tensor, Tensor]:
-    """:math:`H_\\alpha` of the normalised node mass of each of ``layers``, and the masses."""
-    masses, entropies = [], []
-    for l in layers:
-        m = sums.node(l)
-        total = m.sum()
-        masses.append(total)
-        entropies.append(probs_entropy(m / total, alpha))
-    return torch.stack(entropies), torch.stack(masses)
-
-
 def data_node_entropies(
     weights: Sequence[Tensor],
     biases: Sequence[Tensor | None] | None,
@@ -434,8 +395,12 @@ def node_entropies(ws, bs, xs, gs, layers, alpha, bias_paths) -> Tensor:
 
     def compute(dtype):
         sums = DataSums(ws, bs, xs, gs, bias_paths, dtype, t_from=min(layers))
-        h, masses = hidden_entropies(sums, layers, alpha)
-        return [h], sums.count, masses
+        masses, entropies = [], []
+        for l in layers:
+            m = sums.node(l)
+            masses.append(m.sum())
+            entropies.append(probs_entropy(m / masses[-1], alpha))
+        return [torch.stack(entropies)], sums.count, torch.stack(masses)
 
     return data_guarded(compute, ws, bs, xs, layers)[0]
 
@@ -560,11 +525,6 @@ def data_effective_nodes(
         count += n
     if totals is None or count == 0:
         raise ValueError("no input of x has any path mass: effective nodes are undefined")
-    out = []
-    for m in totals:
-        total = m.sum()
-        if not total > 0:  # no unit of this layer carries any mass of x
-            out.append(total.new_zeros(()))
-            continue
-        out.append(probs_entropy(m / total, alpha).exp())
-    return torch.stack(out)
+    # 0 for a layer none of whose units carries any mass of x
+    return torch.stack([probs_entropy(m / m.sum(), alpha).exp() if m.sum() > 0
+                        else m.new_zeros(()) for m in totals])

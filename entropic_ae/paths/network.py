@@ -9,6 +9,7 @@ shared by :mod:`~entropic_ae.paths.weights` and :mod:`~entropic_ae.paths.data`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -26,6 +27,8 @@ Tensor = torch.Tensor
 check_alpha = _check_order
 to_base = _to_base
 SHANNON_TOL = SHANNON_ORDER_TOLERANCE
+#: Shannon / Rényi entropy (nats) of a probability vector, 0 log 0 = 0 (``alpha`` checked).
+probs_entropy = renyi_unchecked
 
 
 def linear_params(
@@ -64,11 +67,6 @@ def layer_sizes(weights: Sequence[Tensor]) -> list[int]:
     """Node-layer widths ``[n_0, ..., n_L]`` of weight matrices shaped ``(n_l, n_{l-1})``."""
     ws, _ = check_params(weights, None)
     return [ws[0].shape[1]] + [w.shape[0] for w in ws]
-
-
-# --------------------------------------------------------------------------------------------
-# Checks
-# --------------------------------------------------------------------------------------------
 
 
 def _check_weight_list(weights: Sequence[Tensor]) -> list[Tensor]:
@@ -171,17 +169,9 @@ def raise_if_nonfinite(ws: list[Tensor], bs: list[Tensor | None]) -> None:
             raise ValueError(f"bias of layer {l} contains NaN or inf")
 
 
-# --------------------------------------------------------------------------------------------
-# Numerics
-# --------------------------------------------------------------------------------------------
-
-
 def out_dtype(ws: list[Tensor], bs: list[Tensor | None]) -> torch.dtype:
     """The promoted dtype of all weights and biases (the dtype of the results)."""
-    dtype = ws[0].dtype
-    for t in ws[1:] + [b for b in bs if b is not None]:
-        dtype = torch.promote_types(dtype, t.dtype)
-    return dtype
+    return functools.reduce(torch.promote_types, [t.dtype for t in ws + bs if t is not None])
 
 
 def work_dtype(ws: list[Tensor], bs: list[Tensor | None]) -> torch.dtype:
@@ -208,11 +198,6 @@ def masked_pow(a: Tensor, alpha: float) -> Tensor:
     """Elementwise a**alpha with 0**alpha = 0 (also for alpha = 0) and finite gradients."""
     pos = a > 0
     return torch.where(pos, torch.exp(alpha * torch.log(torch.where(pos, a, 1.0))), 0.0)
-
-
-def probs_entropy(p: Tensor, alpha: float) -> Tensor:
-    """Shannon / Rényi entropy (nats) of a probability vector, 0 log 0 = 0 (``alpha`` checked)."""
-    return renyi_unchecked(p, alpha)
 
 
 def sum_log(scales: list[Tensor]) -> Tensor | float:

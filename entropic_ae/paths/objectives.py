@@ -1,23 +1,14 @@
 r"""Bottleneck objectives built from the data-dependent path mass or the layers' activations.
 
-*Which batch-level quantity?* Average the per-input path distributions of
-:mod:`~entropic_ae.paths.data`, :math:`\bar P = \frac1B \sum_x p_x`. :math:`\bar P` is a mixture of
-Markov chains and not itself one, so :math:`H(\bar P)` has no dynamic programme; but its node
-marginals :math:`\bar m_l = \frac1B\sum_x m_{x,l}` and pair marginals (edge flows)
-:math:`\bar F_l` are batch averages of DP quantities. Candidates:
-
-* the Markov chain :math:`Q` with these pair marginals
-  (:func:`~entropic_ae.paths.data_path_chain_entropy`),
-  :math:`H(Q) = \sum_l H(\bar F_l) - \sum_{0<l<L} H(\bar m_l) = H(\bar P) +
-  \mathrm{KL}(\bar P \Vert Q) \ge H(\bar P)`. By the chain rule it is
-  :math:`H(\bar m_0) + \sum_l H(I_l \mid I_{l-1})`, at least :math:`H(\bar m_l)` for every
-  :math:`l`, and it counts how many pixels are read and written: like the weight-only entropy
-  it pushes *every* layer (and the input and output) to narrow;
-* :math:`\sum_l H(\bar m_l)` over the hidden layers: also narrows all of them;
-* a soft minimum over the hidden layers, :math:`-\tau \log \frac1K \sum_l e^{-H(\bar m_l)/\tau}`:
-  its gradient weights layer :math:`l` by :math:`\mathrm{softmax}(-H/\tau)_l`, so it pushes the
-  layer that is already narrowest and leaves the others free. That is "one bottleneck somewhere",
-  with the network choosing where (:func:`data_path_objective`'s default).
+*Which batch-level quantity?* The per-input path distributions of
+:mod:`~entropic_ae.paths.data` average to :math:`\bar P = \frac1B \sum_x p_x`, a mixture of Markov
+chains and not itself one, so :math:`H(\bar P)` has no dynamic programme; but its node marginals
+:math:`\bar m_l` and pair marginals (edge flows) :math:`\bar F_l` are batch averages of DP
+quantities. The candidates are the objectives of :func:`data_path_objective`: the entropy of the
+Markov chain :math:`Q` with these pair marginals, :math:`H(Q) \ge H(\bar P)`, and the sum of the
+hidden layers' :math:`H(\bar m_l)` push *every* layer to narrow (the chain also the input and
+output); the soft minimum pushes the layer that is already narrowest and leaves the others free:
+"one bottleneck somewhere", with the network choosing where (the default).
 
 *Why not the per-input entropy* :math:`\frac1B\sum_x H(p_x)`
 (:func:`~entropic_ae.paths.data_path_example_entropy`)? It equals :math:`H(\bar P) - I(X;
@@ -34,11 +25,9 @@ Variants of the soft minimum (options of :func:`data_path_objective`):
   64-wide layer spread over 8 units (0.5) counts as narrower than a 16-wide layer spread over 8
   (0.75): the soft minimum compares *fractions* of the widths, not numbers of units; ``tau`` is
   then a fraction too;
-* ``measure="singular"`` or ``"variance"`` replaces the path-mass entropy by the entropy of the
-  normalised spectrum of the layer's centred activations (the log of their effective rank,
-  :func:`entropic_ae.compactifier.spectrum_entropy`), each unit weighted by its gated
-  :math:`\ell_1` gain to the output (the backward sum :math:`t_{x,l}` above). The weighting makes
-  it invariant to every rescaling of ReLU units that leaves the function unchanged: rescaling
+* ``measure="singular"`` or ``"variance"`` replaces the path-mass entropy by the log of the
+  effective rank of the gain-weighted activations (:func:`layer_signals`). The weighting makes it
+  invariant to every rescaling of ReLU units that leaves the function unchanged: rescaling
   unit :math:`j` of layer :math:`l` by :math:`c` multiplies :math:`h_j` by :math:`c` and
   :math:`t_l(j)` by :math:`1/c`, and rescaling a later unit changes no :math:`t_l`. Raw
   activations (``gain=False``) can be gamed: shrink all units but one and enlarge their
@@ -69,14 +58,8 @@ from entropic_ae.paths.data import (
 )
 from entropic_ae.paths.network import SHANNON_TOL, Tensor, cast, check_alpha, check_base, to_base
 
-__all__ = [
-    "DATA_OBJECTIVES",
-    "MEASURES",
-    "Annealed",
-    "data_layer_measures",
-    "data_path_objective",
-    "layer_signals",
-]
+__all__ = ["DATA_OBJECTIVES", "MEASURES", "Annealed", "data_layer_measures", "data_path_objective",
+           "layer_signals"]
 
 #: The batch-level objectives of :func:`data_path_objective`.
 DATA_OBJECTIVES = ("softmin", "sum", "chain", "example")
@@ -199,16 +182,18 @@ def data_layer_measures(
     return h
 
 
-def _check_whole_network(objective: str, alpha: float, layers, measure: str,
-                         normalize: bool) -> None:
+def check_whole_network(objective: str, alpha: float, layers: Sequence[int] | None,
+                        measure: str, normalize: bool) -> None:
+    """``ValueError`` when ``"chain"`` or ``"example"`` gets options other than their own."""
+    if objective not in ("chain", "example"):
+        return
     if abs(alpha - 1.0) >= SHANNON_TOL:
         raise ValueError(f"objective {objective!r} is a Shannon entropy: alpha must be 1, "
                          f"got {alpha}")
-    if layers is not None:
-        raise ValueError(f"objective {objective!r} covers the whole network; layers must be None")
-    if measure != "path" or normalize:
-        raise ValueError(f"objective {objective!r} is an entropy of whole paths: measure must be "
-                         "'path' and normalize False")
+    if layers is not None or measure != "path" or normalize:
+        raise ValueError(f"objective {objective!r} is an entropy of whole paths through the whole "
+                         "network: layers must be None, measure 'path' and normalize False, got "
+                         f"layers={layers!r}, measure={measure!r}, normalize={normalize!r}")
 
 
 def data_path_objective(
@@ -255,8 +240,8 @@ def data_path_objective(
     alpha = check_alpha(alpha)
     tau = check_tau(tau)
     check_base(base)
+    check_whole_network(objective, alpha, layers, measure, normalize)
     if objective in ("chain", "example"):
-        _check_whole_network(objective, alpha, layers, measure, normalize)
         fn = data_path_chain_entropy if objective == "chain" else data_path_example_entropy
         h = fn(weights, biases, x, gates, bias_paths=bias_paths)
     else:

@@ -32,14 +32,10 @@ Where it acts (``decoupled``):
   ``"scale"``), after the optimiser's own step, as AdamW decouples weight decay from Adam; the
   optimiser never sees it, and its size is proportional to :math:`\eta w`.
 
-``before_step`` returns :math:`R(\theta_s)` (a float) on the steps where it evaluated, else None;
-the history logs the mean of those values per epoch under the regulariser's ``name``. The
+``before_step`` returns :math:`R(\theta_s)` on the steps where it evaluated, else None. The
 gradients are taken by ``torch.autograd.grad`` in a graph of their own (the loss graph is gone
 by then), with respect to every parameter of the model that requires a gradient.
-
-:class:`PathEntropyTerm` (the weight path entropy, :func:`~entropic_ae.paths.path_entropy`) and
-:class:`DataPathEntropyTerm` (:func:`~entropic_ae.paths.data_path_objective` on the step's
-batch, optionally with an annealed temperature) are the chapter's two.
+:class:`PathEntropyTerm` and :class:`DataPathEntropyTerm` are the chapter's two terms.
 """
 
 from __future__ import annotations
@@ -52,29 +48,18 @@ from torch import nn
 
 from entropic_ae._checks import check_int, check_real, is_real
 from entropic_ae.paths.data import check_layers
-from entropic_ae.paths.network import (
-    SHANNON_TOL,
-    Tensor,
-    check_alpha,
-    check_base,
-    linear_params,
-)
+from entropic_ae.paths.network import Tensor, check_alpha, check_base, linear_params
 from entropic_ae.paths.objectives import (
     DATA_OBJECTIVES,
     MEASURES,
     check_tau,
+    check_whole_network,
     data_path_objective,
 )
 from entropic_ae.paths.weights import path_entropy
 
-__all__ = [
-    "MODES",
-    "DataPathEntropyTerm",
-    "Decoupled",
-    "PathEntropyTerm",
-    "Regulariser",
-    "TermRegulariser",
-]
+__all__ = ["MODES", "DataPathEntropyTerm", "Decoupled", "PathEntropyTerm", "Regulariser",
+           "TermRegulariser"]
 
 #: How a regulariser acts between its evaluations.
 MODES = ("reuse", "scale")
@@ -290,13 +275,7 @@ class DataPathEntropyTerm(TermRegulariser):
             if not isinstance(value, bool):
                 raise TypeError(f"{flag} must be True or False, got {type(value).__name__}")
         self.alpha = check_alpha(alpha)
-        if objective in ("chain", "example"):
-            if abs(self.alpha - 1.0) >= SHANNON_TOL:
-                raise ValueError(f"objective {objective!r} is a Shannon entropy: alpha must be "
-                                 f"1, got {alpha}")
-            if layers is not None or measure != "path" or normalize:
-                raise ValueError(f"objective {objective!r} covers the whole network: layers "
-                                 "must be None, measure 'path', normalize False")
+        check_whole_network(objective, self.alpha, layers, measure, normalize)
         self.objective, self.measure = objective, measure
         self.normalize, self.gain, self.biases = normalize, gain, biases
         self.tau = _check_temperature(tau)

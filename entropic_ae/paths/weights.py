@@ -71,25 +71,15 @@ from entropic_ae.paths.network import (
     xlogx,
 )
 
-__all__ = [
-    "count_paths",
-    "effective_nodes",
-    "node_path_marginals",
-    "path_entropy",
-    "path_entropy_bruteforce",
-]
+__all__ = ["count_paths", "effective_nodes", "node_path_marginals", "path_entropy",
+           "path_entropy_bruteforce"]
+
 
 def _prepare(weights, biases, source, target):
     ws, bs = check_params(weights, biases)
     source = check_node(source, ws[0].shape[1], "source", "input")
     target = check_node(target, ws[-1].shape[0], "target", "output")
     return ws, bs, source, target
-
-
-
-# --------------------------------------------------------------------------------------------
-# The dynamic programmes
-# --------------------------------------------------------------------------------------------
 
 
 def _edge_matrices(
@@ -119,7 +109,6 @@ def _edge_matrices(
     return mats, tops
 
 
-
 def _shannon(mats: list[Tensor]) -> Tensor:
     """log Z - S/Z via the one-pass recursion for (f, s); see the module docstring."""
     a = mats[0]
@@ -143,7 +132,6 @@ def _shannon(mats: list[Tensor]) -> Tensor:
             z = col @ f
             total_s = col @ s + xlogx(a).sum(0) @ f
     return z.log() + sum_log(scales) - total_s / z
-
 
 
 def _log_mass(mats: list[Tensor], alpha: float | None = None) -> Tensor:
@@ -198,26 +186,13 @@ def _marginals(mats: list[Tensor]) -> list[Tensor]:
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# Guarding against bad input and floating-point range problems
-# --------------------------------------------------------------------------------------------
-
-
-
+@torch.no_grad()
 def _has_path(ws, bs, source, target) -> bool:
     """Exact test (boolean reachability) whether some path has nonzero weight."""
-    reach = None
-    last = len(ws) - 1
-    for l, (w, b) in enumerate(zip(ws, bs, strict=True)):
-        nz = w.detach().cpu() != 0
-        if b is not None:
-            nz = nz | (b.detach().cpu() != 0).unsqueeze(1)
-        if l == 0 and source is not None:
-            nz = nz[:, source : source + 1]
-        if l == last and target is not None:
-            nz = nz[target : target + 1, :]
-        nz = nz.to(torch.float64)
-        reach = nz.sum(1) > 0 if reach is None else (nz @ reach.to(torch.float64)) > 0
+    mats, _ = _edge_matrices(ws, bs, source, target, torch.float64, torch.device("cpu"), False)
+    reach = mats[0].sum(1) > 0
+    for a in mats[1:]:
+        reach = (a > 0).to(torch.float64) @ reach.to(torch.float64) > 0
     return bool(reach.any())
 
 
@@ -255,11 +230,6 @@ def _guarded(compute: Callable[..., tuple], ws, bs, source, target) -> list[Tens
         "path sums left the floating-point range even in float64; the weights span too many "
         "orders of magnitude"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Public functions
-# --------------------------------------------------------------------------------------------
 
 
 def path_entropy(
@@ -416,7 +386,6 @@ def node_path_marginals(
             one_hot[node] = 1.0
             ms[k] = one_hot
     return ms
-
 
 
 def effective_nodes(
