@@ -21,18 +21,32 @@ import argparse
 import concurrent.futures
 import json
 import multiprocessing
+import os
+import statistics
+import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import torch
 
+from entropic_ae._checks import check_int
 from entropic_ae.entropy_terms import log_det_correlation, sliced_gaussianity
 from entropic_ae.estimators import kozachenko_leonenko, minibatch_entropy
 from entropic_ae.timing import format_seconds, median_seconds
+from entropic_ae.training import (
+    _optimizer,
+    _step,
+    default_device,
+    resolve_precision,
+    set_seed,
+    uses_channels_last,
+)
 
 __all__ = ["ENTROPY_TERMS", "grid_scaling", "isolated", "main", "scaling_grid",
            "scaling_summary", "step_seconds", "term_seconds"]
+
 
 def _surrogate_m8(z: torch.Tensor) -> torch.Tensor:
     """The minibatch surrogate with 8 spacings (at most half the batch), as EAE-MB8 uses it."""
@@ -65,14 +79,6 @@ def step_seconds(config: Any, batch_size: int | None = None, device: str = "cpu"
     in)."""
     from entropic_ae.experiments.families import image_shape
     from entropic_ae.systems import SYSTEMS
-    from entropic_ae.training import (
-        _optimizer,
-        _step,
-        default_device,
-        resolve_precision,
-        set_seed,
-        uses_channels_last,
-    )
 
     dev = default_device(device)
     system = SYSTEMS[config.model]
@@ -103,8 +109,6 @@ def term_seconds(fn: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 1
                  repeats: int = 30, seed: int = 0) -> float:
     """Median seconds of the forward and backward pass of ``fn`` on ``batch_size`` codes of
     ``dim`` dimensions."""
-    from entropic_ae.training import default_device
-
     dev = default_device(device)
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(batch_size, dim, generator=gen).to(dev).requires_grad_(True)
@@ -147,11 +151,6 @@ def grid_scaling(workers: Sequence[int] = (1, 2), repeats: int = 3,
     more, into another fresh cache, on the started cluster). The sizes take turns (1, 2, 1, 2,
     ...) ``repeats`` times, so that a drift of the machine's speed touches every size alike.
     One row per (repeat, size); :func:`scaling_summary` gives the speed-ups."""
-    import os
-    import tempfile
-    import time
-
-    from entropic_ae._checks import check_int
     from entropic_ae.experiments import run_grid, shutdown
     from entropic_ae.experiments.cluster import SCHEDULER_ENV
 
@@ -182,8 +181,6 @@ def scaling_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per cluster size: the median ``cold`` and ``warm`` seconds of :func:`grid_scaling`'s
     rows and the speed-ups :math:`\\tilde t_{\\min} / \\tilde t_n` over the smallest size
     (medians :math:`\\tilde t`), with the per-repeat ratios."""
-    import statistics
-
     sizes = sorted({r["workers"] for r in rows})
     if not sizes:
         raise ValueError("no rows to summarise")
@@ -244,7 +241,6 @@ def bench(models: Sequence[str], widths: Sequence[float], dataset: str = "mnist"
     """One row per (system, width): step seconds and images per second, each measured in a
     fresh process."""
     from entropic_ae.experiments import RunConfig
-    from entropic_ae.training import default_device
 
     dev = str(default_device(device))
     rows = []
@@ -264,8 +260,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scaling:
         _print_scaling(3 if args.repeats is None else args.repeats)
         return 0
-    from entropic_ae.training import default_device
-
     device = default_device(args.device)
     print(f"device {device}, batch {args.batch_size}, dataset {args.dataset}, code size "
           f"{args.latent_dim}")

@@ -68,8 +68,9 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -85,13 +86,6 @@ _PARAMS, _DONE, _LOG, _RESULTS = "params.json", ".done", "papermill.log", "resul
 
 
 # --- values ---------------------------------------------------------------------------------
-
-
-def _papermill_value(text: str) -> Any:
-    """A ``-p`` value as ``papermill -p`` reads it (papermill's own function)."""
-    from papermill.cli import _resolve_type
-
-    return _resolve_type(text)
 
 
 def _yaml_value(text: str) -> Any:
@@ -203,14 +197,12 @@ def _error_summary(log: Path, code: int) -> str:
 def execute(notebook: str | os.PathLike, folder: str | os.PathLike, parameters: dict[str, Any],
             swept: Mapping[str, Any] | None = None, stamp: Mapping[str, str] | None = None,
             environment: Mapping[str, str | None] | None = None) -> dict[str, Any]:
-    """Run ``notebook`` with ``parameters`` into ``folder`` (one combination of a sweep).
-
-    Removes the folder's earlier ``results/`` and ``.done``, writes ``params.json``
-    (``swept`` and ``parameters``), runs ``python -m papermill`` with the output in
-    ``papermill.log`` and ``ENTROPIC_AE_SCHEDULER=serial`` plus ``environment`` (``None``
-    unsets a variable) in its environment and, on success, writes ``.done`` with ``stamp``
-    (computed here if not given) and the CSV files in ``results/``. Returns ``{"ok": True}``
-    or ``{"ok": False, "error": text}``; it does not raise."""
+    """Run ``notebook`` with ``parameters`` into ``folder`` (one combination of a sweep):
+    remove its earlier ``results/`` and ``.done``, write ``params.json`` (``swept`` and
+    ``parameters``), run ``python -m papermill`` (output in ``papermill.log``; environment:
+    ``ENTROPIC_AE_SCHEDULER=serial`` and ``environment``, where ``None`` unsets a variable) and
+    on success write ``.done`` with ``stamp`` (computed here if not given) and the CSV files in
+    ``results/``. Returns ``{"ok": True}`` or ``{"ok": False, "error": text}``; never raises."""
     import yaml
 
     notebook, target = Path(notebook), Path(folder)
@@ -220,12 +212,8 @@ def execute(notebook: str | os.PathLike, folder: str | os.PathLike, parameters: 
         shutil.rmtree(target / _RESULTS, ignore_errors=True)
         atomic_write(target / _PARAMS, json.dumps({"swept": dict(swept or {}),
                                                    "parameters": parameters}, indent=1))
-        env = dict(os.environ)
-        for key, value in {**(environment or {}), "ENTROPIC_AE_SCHEDULER": _SERIAL}.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
+        env = {**os.environ, **(environment or {}), "ENTROPIC_AE_SCHEDULER": _SERIAL}
+        env = {key: value for key, value in env.items() if value is not None}
         encoded = base64.b64encode(yaml.safe_dump(parameters).encode()).decode()
         command = [sys.executable, "-m", "papermill", str(notebook),
                    str(target / notebook.name), "-b", encoded, "--cwd", str(notebook.parent),
@@ -247,19 +235,6 @@ def execute(notebook: str | os.PathLike, folder: str | os.PathLike, parameters: 
 # --- gathering ------------------------------------------------------------------------------
 
 
-def _read_table(csv: Path) -> Any:
-    """The table in ``csv``, or None (with a warning naming it) if it cannot be read."""
-    import pandas as pd
-
-    try:
-        return pd.read_csv(csv)
-    except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError,
-            pd.errors.ParserError) as err:
-        warnings.warn(f"{csv}: not a readable CSV table ({type(err).__name__}: {err}); the "
-                      f"other tables are gathered without it", stacklevel=3)
-        return None
-
-
 def gather_tables(out: str | os.PathLike,
                   folders: Sequence[str | os.PathLike]) -> dict[str, Path]:
     """Concatenate the tables that the finished runs in ``folders`` wrote (the CSV files their
@@ -277,8 +252,13 @@ def gather_tables(out: str | os.PathLike,
                           stacklevel=2)
             continue
         for name in names:
-            frame = _read_table(folder / _RESULTS / name)
-            if frame is None:
+            csv = folder / _RESULTS / name
+            try:
+                frame = pd.read_csv(csv)
+            except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError,
+                    pd.errors.ParserError) as err:
+                warnings.warn(f"{csv}: not a readable CSV table ({type(err).__name__}: {err}); "
+                              f"the other tables are gathered without it", stacklevel=2)
                 continue
             for i, (key, value) in enumerate(swept.items()):
                 column = key
@@ -319,23 +299,32 @@ class _Task(NamedTuple):
     stamp: dict[str, str]
 
 
-def _where(scheduler: str | None, workers: int | None) -> tuple[str, Any]:
-    """``("local", workers)``, ``("serial", None)`` or ``("dask", address)``."""
+_Runs = Iterator[tuple[_Task, dict[str, Any]]]
+
+
+def _runner(scheduler: str | None, workers: int | None) -> Callable[[Path, list[_Task]], _Runs]:
+    """``runner(notebook, tasks)`` yields each task with its outcome: local processes
+    (``workers`` at once), one after the other (``"serial"``) or on a Dask scheduler."""
     if workers is not None:
         if scheduler is not None:
             raise ValueError("give workers (local runs) or scheduler, not both")
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-        return "local", workers
+        return partial(_run_local, workers=workers)
     if scheduler is None:
         scheduler = os.environ.get("ENTROPIC_AE_SCHEDULER", "").strip() or None
     if scheduler is None:
-        return "local", None
+        return partial(_run_local, workers=None)
     if not isinstance(scheduler, str) or not scheduler.strip():
         raise ValueError(f"scheduler must be 'serial' or a Dask scheduler address, got "
                          f"{scheduler!r}")
     scheduler = scheduler.strip()
-    return (_SERIAL, None) if scheduler == _SERIAL else ("dask", scheduler)
+    return _run_serial if scheduler == _SERIAL else partial(_run_dask, address=scheduler)
+
+
+def _run_serial(notebook: Path, tasks: list[_Task]) -> _Runs:
+    for task in tasks:
+        yield task, execute(notebook, task.folder, task.parameters, task.swept, task.stamp)
 
 
 def _gpu_ids() -> list[str]:
@@ -348,8 +337,7 @@ def _gpu_ids() -> list[str]:
     return (visible or [str(i) for i in range(count)])[:count]
 
 
-def _run_local(notebook: Path, tasks: list[_Task],
-               workers: int | None) -> Iterator[tuple[_Task, dict[str, Any]]]:
+def _run_local(notebook: Path, tasks: list[_Task], workers: int | None) -> _Runs:
     """Run the tasks' papermill processes, ``workers`` at a time; each gets one torch thread
     and, on a machine with GPUs, a GPU of its own (or shared in turn if workers > GPUs)."""
     from entropic_ae.experiments.cluster import WORKER_ENVIRONMENT
@@ -392,8 +380,7 @@ def _connect(address: str) -> Any:
                               f"({type(err).__name__}: {err})") from None
 
 
-def _run_dask(notebook: Path, tasks: list[_Task],
-              address: str) -> Iterator[tuple[_Task, dict[str, Any]]]:
+def _run_dask(notebook: Path, tasks: list[_Task], address: str) -> _Runs:
     from distributed import as_completed as dask_completed
 
     client = _connect(address)
@@ -414,30 +401,14 @@ def _run_dask(notebook: Path, tasks: list[_Task],
         client.close()
 
 
-def _run(where: tuple[str, Any], notebook: Path,
-         tasks: list[_Task]) -> Iterator[tuple[_Task, dict[str, Any]]]:
-    kind, arg = where
-    if kind == "local":
-        yield from _run_local(notebook, tasks, arg)
-    elif kind == "dask":
-        yield from _run_dask(notebook, tasks, arg)
-    else:
-        for task in tasks:
-            yield task, execute(notebook, task.folder, task.parameters, task.swept, task.stamp)
-
-
 # --- the sweep ------------------------------------------------------------------------------
-
-
-def _notebook_parameters(notebook: Path) -> set[str]:
-    import papermill
-
-    return set(papermill.inspect_notebook(str(notebook)))
 
 
 def _plan(notebook: Path, out: Path, axes: Sequence[tuple[str, Sequence[Any]]],
           base: Mapping[str, Any]) -> list[_Task]:
     """One task per combination, with its folder, parameters and stamp."""
+    import papermill
+
     swept = [name for name, _ in axes]
     if "results_dir" in base or "results_dir" in swept:
         where = "given in the parameters for every run (-f)" if "results_dir" in base else \
@@ -447,7 +418,7 @@ def _plan(notebook: Path, out: Path, axes: Sequence[tuple[str, Sequence[Any]]],
     if "checkpoint_dir" in swept:
         raise ValueError("checkpoint_dir cannot be swept: the runs share one run cache "
                          "(OUT/checkpoints, or a folder set once with -f)")
-    known = _notebook_parameters(notebook)
+    known = set(papermill.inspect_notebook(str(notebook)))
     unknown = sorted((set(swept) | set(base)) - known)
     if unknown:
         raise ValueError(f"{notebook.name} has no parameter(s) {unknown}; its parameters are "
@@ -484,7 +455,7 @@ def sweep(notebook: str | os.PathLike, out: str | os.PathLike,
     if not notebook.is_file():
         raise FileNotFoundError(f"no notebook at {notebook}")
     out = Path(out).resolve()
-    where = _where(scheduler, workers)
+    run = _runner(scheduler, workers)
     tasks = _plan(notebook, out, axes, dict(base or {}))
     todo = [t for t in tasks if not _finished(t.folder, t.stamp)]
     report: dict[str, Any] = {"ran": [], "skipped": [str(t.folder) for t in tasks
@@ -492,7 +463,7 @@ def sweep(notebook: str | os.PathLike, out: str | os.PathLike,
     if todo:
         with tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=notebook.stem,
                   unit="run", disable=not progress) as bar:
-            for task, outcome in _run(where, notebook, todo):
+            for task, outcome in run(notebook, todo):
                 if outcome["ok"]:
                     report["ran"].append(str(task.folder))
                 else:
@@ -528,6 +499,8 @@ class _Axis(argparse.Action):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from papermill.cli import _resolve_type  # how papermill -p reads a value
+
     parser = argparse.ArgumentParser(
         prog="python -m entropic_ae.sweep", description=__doc__.split("::")[0].strip(),
         epilog=__doc__.split("::", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -536,7 +509,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-f", "--parameters-file", action="append", default=[],
                         metavar="PARAMS.yaml", help="parameters for every run (YAML)")
     for flags, parse, what in (
-            (("-p", "--parameter"), _papermill_value, "read as papermill -p: -p seed 0 1"),
+            (("-p", "--parameter"), _resolve_type, "read as papermill -p: -p seed 0 1"),
             (("-y", "--parameter-yaml"), _yaml_value, "each read as YAML: -y dims '[1, 2]' '[4]'"),
             (("-r", "--parameter-raw"), str, "kept as strings: -r tag 010 abc")):
         parser.add_argument(*flags, action=_Axis, parse=parse, dest="axes", nargs="+",
@@ -582,12 +555,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = sweep(args.notebook, args.out, args.axes, base, workers=args.workers,
                            scheduler=args.scheduler, progress=not args.no_progress)
         except (FileNotFoundError, ValueError, TypeError, ConnectionError) as err:
-            report = None
-            error = err
+            report = err
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    if report is None:
-        print(f"error: {error}", file=sys.stderr)
+    if isinstance(report, Exception):
+        print(f"error: {report}", file=sys.stderr)
         return 2
     print(f"ran {len(report['ran'])}, skipped {len(report['skipped'])} (already done), "
           f"failed {len(report['failed'])}")

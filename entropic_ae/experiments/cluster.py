@@ -115,9 +115,8 @@ def _worker_environment() -> Iterator[None]:
     import dask
 
     saved = {k: os.environ.get(k) for k in WORKER_ENVIRONMENT}
-    for key, value in WORKER_ENVIRONMENT.items():  # the workers inherit this environment
-        if value is None:
-            os.environ.pop(key, None)
+    for key in [k for k, v in WORKER_ENVIRONMENT.items() if v is None]:  # workers inherit it
+        os.environ.pop(key, None)
     spawn = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRONMENT.items()}
     try:
         with dask.config.set({**spawn, **WORKER_CONFIG}):
@@ -137,12 +136,11 @@ def _local_client(workers: int | None) -> Any:
     with _LOCK:
         client = _LOCAL.get("client")
         if client is not None and client.status == "running":
-            wanted = workers or _LOCAL["workers"]
-            if wanted == _LOCAL["workers"]:
+            if workers in (None, _LOCAL["workers"]):
                 return client
             shutdown()
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        n = workers or (gpus if gpus else (os.cpu_count() or 1))
+        n = workers or gpus or os.cpu_count() or 1
         kwargs: dict[str, Any] = {"resources": {"GPU": 1}} if gpus else {}
         with warnings.catch_warnings(), _worker_environment():
             warnings.simplefilter("ignore")  # "port 8787 is already in use" and the like
@@ -156,14 +154,12 @@ def _local_client(workers: int | None) -> Any:
 
 def shutdown() -> None:
     """Stop the LocalCluster this process started (a no-op if there is none)."""
-    client, cluster = _LOCAL.pop("client", None), _LOCAL.pop("cluster", None)
-    _LOCAL.pop("workers", None)
-    for thing in (client, cluster):
+    things = (_LOCAL.get("client"), _LOCAL.get("cluster"))
+    _LOCAL.clear()
+    for thing in things:
         if thing is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort at exit
                 thing.close()
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
 
 
 atexit.register(shutdown)
@@ -186,9 +182,8 @@ def _connect(address: str) -> Any:
 def _client(client: Any, workers: int | None) -> Any:
     from distributed import Client
 
-    if client is None:
-        address = os.environ.get(SCHEDULER_ENV, "").strip()
-        return _connect(address) if address else _local_client(workers)
+    if client is None:  # run_grid found no scheduler in $ENTROPIC_AE_SCHEDULER
+        return _local_client(workers)
     if isinstance(client, str):
         return _connect(client)
     if isinstance(client, Client):
@@ -220,23 +215,29 @@ def _check_request(client: Any, workers: int | None, device: str, errors: str,
         default_device(device)
 
 
+def _stored(cache: Any, config: RunConfig, root: Any) -> dict[str, Any] | None:
+    """The outcome ``{"record": ...}`` of ``config``'s run stored in ``cache``, None if none."""
+    record = cache.load(config, data_fingerprint(config, root))
+    return None if record is None else {"record": {**record, "cached": True}}
+
+
 def _cached_records(unique: list[RunConfig], cache: Any, root: Any, on_corrupt: str,
                     results: dict) -> list[RunConfig]:
     """Fill ``results`` from the cache; return the configs still to run."""
     pending = []
     for config in unique:
         try:
-            record = cache.load(config, data_fingerprint(config, root))
+            outcome = _stored(cache, config, root)
         except CorruptRunError as err:
             if on_corrupt == "raise":
                 raise CorruptRunError(err.path, f"{err}; delete {err.path} or pass "
                                                 "on_corrupt='retrain'") from err
-            record = None
+            outcome = None
             warnings.warn(f"{err}; repairing it", stacklevel=3)
-        if record is None:
+        if outcome is None:
             pending.append(config)
         else:
-            results[config.key()] = ({**record, "cached": True}, None)
+            results[config.key()] = outcome
     return pending
 
 
@@ -262,8 +263,8 @@ def run_grid(configs: Iterable[RunConfig] | Mapping[str, Iterable[RunConfig]],
     named groups, ``{"main": [...], "beta study": [...]}``: the table then has a ``group``
     column to select them by (a config in two groups is trained once and has two rows).
     ``client``: see the module docstring; ``workers`` sets the number of local worker
-    processes. Runs already in the
-    cache are read without starting a cluster. A progress bar counts finished runs.
+    processes. Runs already in the cache are read without starting a cluster. A progress bar
+    counts finished runs.
 
     ``errors="raise"`` (default) raises :class:`GridError` after the whole grid has finished
     if any run failed, naming each failed run's parameters and error; ``errors="report"``
@@ -277,28 +278,26 @@ def run_grid(configs: Iterable[RunConfig] | Mapping[str, Iterable[RunConfig]],
     cache = resolve_cache(cache_dir)
     cache_dir = str(cache.root)
     root = None if data_root is None else Path(data_root).expanduser().resolve()
-    results: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
+    results: dict[str, dict[str, Any]] = {}  # config key -> {"record": ...} or {"error": ...}
     pending = _cached_records(unique, cache, root, on_corrupt, results)
     bar = tqdm(total=len(unique), initial=len(unique) - len(pending), desc=desc, unit="run",
                disable=not progress)
-    root_text = None if root is None else str(root)
+    args = (cache_dir, None if root is None else str(root), device, on_corrupt)
     try:
-        if pending and client == "serial":
-            for config in pending:
-                outcome = _execute(config.to_dict(), cache_dir, root_text, device, on_corrupt)
-                results[config.key()] = (outcome.get("record"), outcome.get("error"))
+        if pending:
+            runs = (((c, _execute(c.to_dict(), *args)) for c in pending) if client == "serial"
+                    else _run_on_cluster(_client(client, workers), pending, *args))
+            for config, outcome in runs:
+                results[config.key()] = outcome
                 bar.update(1)
-        elif pending:
-            _run_on_cluster(_client(client, workers), pending, results, bar, cache_dir,
-                            root_text, device, on_corrupt)
     finally:
         bar.close()
     rows, failures = [], []
     for config in configs:
-        record, error = results[config.key()]
-        rows.append(flat_row(config, record, error))
-        if error is not None:
-            failures.append((config, error))
+        outcome = results[config.key()]
+        rows.append(flat_row(config, outcome.get("record"), outcome.get("error")))
+        if "error" in outcome:
+            failures.append((config, outcome["error"]))
     table = pd.DataFrame(rows)
     if groups is not None:
         table.insert(0, "group", groups)
@@ -310,32 +309,33 @@ def run_grid(configs: Iterable[RunConfig] | Mapping[str, Iterable[RunConfig]],
     return table
 
 
-def _run_on_cluster(client: Any, pending: list[RunConfig],
-                    results: dict[str, tuple[dict[str, Any] | None, str | None]], bar: Any,
-                    cache_dir: str, root: str | None, device: str, on_corrupt: str) -> None:
+def _run_on_cluster(client: Any, pending: list[RunConfig], cache_dir: str, root: str | None,
+                    device: str, on_corrupt: str) -> Iterator[tuple[RunConfig, dict[str, Any]]]:
+    """Each pending config with its outcome, as the cluster finishes it."""
     from distributed import as_completed
 
-    has_gpus = _has_gpu_workers(client)
+    try:
+        info = client.scheduler_info()["workers"]
+    except Exception:  # noqa: BLE001 - an unusual scheduler: assume no GPUs
+        info = {}
+    has_gpus = any("GPU" in w.get("resources", {}) for w in info.values())
     if device.startswith("cuda") and not has_gpus:
         raise ValueError(f"device={device!r} was asked for, but no worker of the cluster has a "
                          "GPU (start workers with `--resources GPU=1` on GPU machines), so no "
                          "run could start; use device='cpu' or 'auto'")
     gpu = device.startswith("cuda") or (device == "auto" and has_gpus)
-    futures = {}
-    for config in pending:
-        future = client.submit(_execute, config.to_dict(), cache_dir, root, device, on_corrupt,
-                               key=f"entropic_ae-run-{config.key()}", pure=False,
-                               resources={"GPU": 1} if gpu else None)
-        futures[future] = config
+    futures = {client.submit(_execute, config.to_dict(), cache_dir, root, device, on_corrupt,
+                             key=f"entropic_ae-run-{config.key()}", pure=False,
+                             resources={"GPU": 1} if gpu else None): config
+               for config in pending}
     for future in as_completed(futures, loop=client.loop):
         config = futures[future]
         try:
             outcome = future.result()
         except Exception as err:  # noqa: BLE001 - e.g. KilledWorker after repeated crashes
             outcome = _outcome_of_lost_task(config, cache_dir, root, err)
-        results[config.key()] = (outcome.get("record"), outcome.get("error"))
         future.release()
-        bar.update(1)
+        yield config, outcome
 
 
 def _outcome_of_lost_task(config: RunConfig, cache_dir: str, root: str | None,
@@ -346,17 +346,7 @@ def _outcome_of_lost_task(config: RunConfig, cache_dir: str, root: str | None,
     message is still in the worker's send buffer; the stored record is then the run's result.
     Otherwise the run failed with ``err``."""
     try:
-        record = resolve_cache(cache_dir).load(config, data_fingerprint(config, root))
+        outcome = _stored(resolve_cache(cache_dir), config, root)
     except CorruptRunError:
-        record = None
-    if record is not None:
-        return {"record": {**record, "cached": True}}
-    return {"error": f"{type(err).__name__}: {err}"}
-
-
-def _has_gpu_workers(client: Any) -> bool:
-    try:
-        info = client.scheduler_info()["workers"]
-    except Exception:  # noqa: BLE001 - an unusual scheduler: assume no GPUs
-        return False
-    return any("GPU" in w.get("resources", {}) for w in info.values())
+        outcome = None
+    return outcome or {"error": f"{type(err).__name__}: {err}"}
