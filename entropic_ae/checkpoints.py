@@ -6,9 +6,8 @@ plus ``sha256``, the SHA-256 of all the rest (:func:`content_sha256`). Its bytes
 what was trained, never on when: wall-clock times live outside it, so two runs of the same
 configuration write the same file.
 
-:func:`load_checkpoint` refuses, with a :class:`CheckpointError` naming the file and what to do,
-anything that is not a complete checkpoint of this format whose content matches its checksum:
-a damaged file is never resumed from.
+:func:`load_checkpoint` refuses (:class:`CheckpointError`) anything else: a damaged file is
+never resumed from.
 """
 
 from __future__ import annotations
@@ -25,8 +24,8 @@ import torch
 
 from entropic_ae._io import atomic_write
 
-__all__ = ["FORMAT", "CheckpointError", "content_sha256", "get_rng_state", "load_checkpoint",
-           "save_checkpoint", "set_rng_state"]
+__all__ = ["FORMAT", "CheckpointError", "content_sha256", "get_rng_state", "hash_tensor",
+           "load_checkpoint", "save_checkpoint", "set_rng_state"]
 
 #: Format 3: no wall-clock times inside, plateau state, the best weights.
 FORMAT = 3
@@ -42,9 +41,12 @@ class CheckpointError(ValueError):
         super().__init__(f"checkpoint {self.path}: {message}")
 
 
-def _tensor_bytes(t: torch.Tensor) -> np.ndarray:
+def hash_tensor(h: Any, t: torch.Tensor) -> None:
+    """Feed the bytes of ``t`` (on the CPU, in C order) into the hash ``h``, in 4 Mi-element
+    chunks (the digest is that of all the bytes at once)."""
     flat = t.detach().cpu().contiguous().reshape(-1)
-    return flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
+    for i in range(0, flat.numel(), 1 << 22):
+        h.update(flat[i:i + (1 << 22)].view(torch.uint8).numpy())
 
 
 def _hash_into(h: Any, obj: object) -> None:
@@ -52,7 +54,7 @@ def _hash_into(h: Any, obj: object) -> None:
     unambiguously: a type tag, then the length or the value (tensors: dtype, shape, bytes)."""
     if isinstance(obj, torch.Tensor):
         h.update(f"T{obj.dtype}{tuple(obj.shape)};".encode())
-        h.update(_tensor_bytes(obj))
+        hash_tensor(h, obj)
     elif isinstance(obj, Mapping):
         h.update(f"D{len(obj)};".encode())
         for key in sorted(obj, key=repr):

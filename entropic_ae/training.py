@@ -39,6 +39,7 @@ from entropic_ae._checks import check_int, check_real
 from entropic_ae.checkpoints import (
     CheckpointError,
     get_rng_state,
+    hash_tensor,
     load_checkpoint,
     save_checkpoint,
     set_rng_state,
@@ -61,11 +62,10 @@ def set_seed(seed: int) -> None:
 
 def default_device(prefer: str | torch.device | None = "auto") -> torch.device:
     """``"auto"``/None: CUDA, then Apple MPS, then the CPU; any other value is checked to exist."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
     if prefer is None or prefer == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
     try:
         device = torch.device(prefer)
     except (RuntimeError, TypeError) as err:
@@ -73,8 +73,7 @@ def default_device(prefer: str | torch.device | None = "auto") -> torch.device:
                          ) from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but no CUDA GPU is available; use 'auto'")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                     and torch.backends.mps.is_available()):
+    if device.type == "mps" and not has_mps:
         raise ValueError("device 'mps' was requested but Apple MPS is not available; use 'auto'")
     return device
 
@@ -231,9 +230,7 @@ def _fingerprint(model: nn.Module, optimizer: str, batch_size: int, seed: int,
     optimiser, batch size, seed, precision and the data (shape, dtype, SHA-256 of its bytes)."""
     params = "; ".join(f"{k} {tuple(v.shape)}" for k, v in model.state_dict().items())
     h = hashlib.sha256()
-    flat = x.detach().cpu().contiguous().reshape(-1)
-    for i in range(0, flat.numel(), 1 << 22):
-        h.update(flat[i:i + (1 << 22)].view(torch.uint8).numpy())
+    hash_tensor(h, x)
     return {"model": f"{type(model).__qualname__}: {params}", "optimizer": optimizer,
             "batch_size": str(batch_size), "seed": str(seed), "precision": precision,
             "data": f"{tuple(x.shape)} {x.dtype} sha256 {h.hexdigest()}"}

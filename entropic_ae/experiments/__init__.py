@@ -27,16 +27,5 @@ from entropic_ae.experiments.cluster import SCHEDULER_ENV, GridError, run_grid, 
 from entropic_ae.experiments.config import RunConfig, find, grid
 from entropic_ae.experiments.runner import fit, load_model
 
-__all__ = [
-    "SCHEDULER_ENV",
-    "CorruptRunError",
-    "GridError",
-    "RunCache",
-    "RunConfig",
-    "find",
-    "fit",
-    "grid",
-    "load_model",
-    "run_grid",
-    "shutdown",
-]
+__all__ = ["SCHEDULER_ENV", "CorruptRunError", "GridError", "RunCache", "RunConfig", "find", "fit",
+           "grid", "load_model", "run_grid", "shutdown"]

@@ -32,8 +32,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
-import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,8 +46,7 @@ from entropic_ae.checkpoints import CheckpointError, load_checkpoint
 from entropic_ae.experiments.config import RunConfig
 
 __all__ = ["MEASUREMENT_CODE", "OTHER_FAMILIES_CODE", "PRESENTATION_CODE", "CorruptRunError",
-           "RunCache",
-           "measure_code_digest", "training_code_digest"]
+           "RunCache", "measure_code_digest", "training_code_digest"]
 
 _RECORD_FORMAT = 2
 #: Modules that never change a result (relative to the package folder).
@@ -119,8 +116,8 @@ class RunCache:
 
     def run_dir(self, config: RunConfig, data: str) -> Path:
         """The folder of ``config``'s trained model (``data``: its data fingerprint)."""
-        return self.root / "runs" / f"{config.slug}-{self.lineage_key(config, data)}-" \
-                                    f"e{config.epochs}"
+        name = f"{config.slug}-{self.lineage_key(config, data)}-e{config.epochs}"
+        return self.root / "runs" / name
 
     def record_key(self, config: RunConfig, data: str) -> str:
         """Digest of the trained model's folder, the measurement options and code."""
@@ -217,20 +214,9 @@ class RunCache:
         """Delete only what ``err`` names as damaged: a record, or a checkpoint with the
         records and samplers measured on it."""
         folder = self.run_dir(config, data)
-        if err.path.name == "checkpoint.pt" or err.path.suffix == ".pt":
-            for f in folder.glob("record-*.json"):
-                f.unlink(missing_ok=True)
-            for f in folder.glob("sampler-*.pt"):
+        if err.path.suffix == ".pt":
+            for f in [*folder.glob("record-*.json"), *folder.glob("sampler-*.pt")]:
                 f.unlink(missing_ok=True)
         err.path.unlink(missing_ok=True)
         if err.path.name == "checkpoint.pt":
             (folder / "times.json").unlink(missing_ok=True)
-
-    def discard(self, config: RunConfig, data: str) -> None:
-        """Delete ``config``'s whole folder (every record of the trained model too)."""
-        shutil.rmtree(self.run_dir(config, data), ignore_errors=True)
-
-
-def safe_name(text: str) -> str:
-    """``text`` as a file-name stem."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)

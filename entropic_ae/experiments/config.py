@@ -1,28 +1,25 @@
 """A training run as a small frozen value: :class:`RunConfig`.
 
 A :class:`RunConfig` holds everything that changes a run's result: the family and the system
-(``model``, a name of :data:`entropic_ae.systems.SYSTEMS`), the data (dataset, training
-images), the optimisation (epochs, batch size, learning rate, seed), the family's typed
-training options and its typed measurement options
-(:mod:`entropic_ae.experiments.options`). Nothing else — not the device, the number of threads,
-the cache or data folder, a progress bar — enters it. Every value is checked when the config is
-made; a misspelt option or grid axis is refused, with a suggestion.
+(``model``, a name of :data:`entropic_ae.systems.SYSTEMS`), the data (dataset, training images),
+the optimisation (epochs, batch size, learning rate, seed), the family's typed training options and
+its typed measurement options (:mod:`entropic_ae.experiments.options`). Nothing else — not the
+device, the number of threads, the cache or data folder, a progress bar — enters it. Every value is
+checked when the config is made; a misspelt option or grid axis is refused, with a suggestion.
 
-:meth:`RunConfig.key` is the digest of the config alone (it names a record); the run cache
-(:mod:`entropic_ae.experiments.cache`) adds the digests of the code and of the data to it, so
-that a change of either retrains.
+:meth:`RunConfig.key` digests the config alone; the run cache,
+:mod:`entropic_ae.experiments.cache`, adds the code's and the data's digests to it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from entropic_ae._io import digest
-from entropic_ae.experiments.options import OPTIONS, Options
+from entropic_ae.experiments.options import OPTIONS, Options, did_you_mean
 from entropic_ae.parameters import Float, Int, Optional, ParameterError
 
 __all__ = ["DATASETS", "FAMILIES", "RunConfig", "find", "grid"]
@@ -35,13 +32,6 @@ DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba", "synthetic", "known-b
 
 _FIELDS = {"n_train": Optional(Int(min=2)), "epochs": Int(min=1), "batch_size": Int(min=2),
            "lr": Float(gt=0), "seed": Int(min=0, max=2**32 - 1)}
-
-
-def _check_field(name: str, value: Any) -> Any:
-    try:
-        return _FIELDS[name].clean(value)
-    except ParameterError as err:
-        raise ValueError(f"{name} = {value!r}: {err}") from None
 
 
 def _options(cls: type[Options], value: Any) -> Options:
@@ -76,14 +66,16 @@ class RunConfig:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
         names = [n for n, s in SYSTEMS.items() if s.family == self.family]
         if self.model not in names:
-            close = difflib.get_close_matches(str(self.model), names, n=1)
             raise ValueError(f"model {self.model!r} is not a system of family {self.family!r}"
-                             + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f"; its systems are {', '.join(names)}")
+                             f"{did_you_mean(str(self.model), names)}; its systems are "
+                             f"{', '.join(names)}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        for name in _FIELDS:
-            object.__setattr__(self, name, _check_field(name, getattr(self, name)))
+        for name, spec in _FIELDS.items():
+            try:
+                object.__setattr__(self, name, spec.clean(getattr(self, name)))
+            except ParameterError as err:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: {err}") from None
         train_cls, measure_cls = OPTIONS[self.family]
         object.__setattr__(self, "options", _options(train_cls, self.options))
         object.__setattr__(self, "measure", _options(measure_cls, self.measure))
@@ -156,22 +148,11 @@ class RunConfig:
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"not a RunConfig dict ({err}): {dict(d)!r:.200}") from err
 
-    def value(self, name: str) -> Any:
-        """A field, training option or measurement option by name."""
-        if name in {f.name for f in dataclasses.fields(self)}:
-            return getattr(self, name)
-        for opts in (self.options, self.measure):
-            if name in opts.names():
-                return getattr(opts, name)
-        raise ValueError(f"{name!r} is neither a field nor an option of family {self.family!r}"
-                         f"; options: {', '.join(self.options.names() + self.measure.names())}")
-
     def describe(self) -> dict[str, Any]:
         """The config as one flat row: its fields and every option by name (mappings as
         dicts, nested configs by their slug), for tables and error messages."""
-        row: dict[str, Any] = {k: getattr(self, k) for k in
-                               ("family", "model", "dataset", "n_train", "epochs", "batch_size",
-                                "lr", "seed")}
+        row: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                               if f.name not in ("options", "measure")}
         for opts in (self.options, self.measure):
             for name in opts.names():
                 value = getattr(opts, name)
@@ -186,19 +167,14 @@ class RunConfig:
         return row
 
 
-def _axis_names(base: RunConfig) -> set[str]:
-    return ({f.name for f in dataclasses.fields(RunConfig)} - {"options", "measure"}
-            | set(base.options.names()) | set(base.measure.names()))
-
-
 def _check_names(base: RunConfig, names: Iterable[str], what: str) -> None:
-    known = _axis_names(base)
+    known = sorted({f.name for f in dataclasses.fields(RunConfig)} - {"options", "measure"}
+                   | set(base.options.names()) | set(base.measure.names()))
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"{what} {name!r} is neither a field nor an option of family "
-                             f"{base.family!r}{hint}; known: {', '.join(sorted(known))}")
+                             f"{base.family!r}{did_you_mean(name, known)}; known: "
+                             f"{', '.join(known)}")
 
 
 def grid(base: RunConfig, **axes: Iterable[Any]) -> list[RunConfig]:
@@ -223,11 +199,7 @@ def find(configs: Iterable[RunConfig], **criteria: Any) -> RunConfig:
     configs = list(configs)
     if configs:
         _check_names(configs[0], criteria, "criterion")
-    matches = []
-    for c in configs:
-        probe = c.replace(**criteria) if criteria else c
-        if probe == c:
-            matches.append(c)
+    matches = [c for c in configs if c.replace(**criteria) == c]
     if len(matches) != 1:
         raise LookupError(f"{len(matches)} configs match {criteria} (expected exactly one)")
     return matches[0]

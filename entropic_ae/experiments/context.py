@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from entropic_ae.checkpoints import hash_tensor
 from entropic_ae.data import load_images
 from entropic_ae.experiments.config import RunConfig
 
@@ -63,17 +64,6 @@ def _known_bottleneck(k: int, seed: int, split: str) -> tuple[torch.Tensor, torc
     return x, torch.zeros(len(x), dtype=torch.long)
 
 
-def _training_range(dataset: str, n_total: int, n_train: int | None, n_val: int) -> int:
-    if n_val >= n_total - 1:
-        raise ValueError(f"n_val = {n_val} leaves no training images of the {n_total} in "
-                         f"{dataset}'s training split")
-    end = n_total - n_val
-    if n_train is not None and n_train > end:
-        raise ValueError(f"n_train = {n_train} is more than the {end} training images of "
-                         f"{dataset} (after holding out n_val = {n_val})")
-    return end if n_train is None else n_train
-
-
 def images(config: RunConfig, split: str, root: Path | None,
            limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and labels of ``config.dataset``: ``split`` is ``"train"`` (the training
@@ -89,11 +79,18 @@ def images(config: RunConfig, split: str, root: Path | None,
         x, y = _split(config.dataset, part, None if root is None else str(root))
     if split == "test":
         return x[:limit], y[:limit]
-    n_val = config.options.n_val
-    end = _training_range(config.dataset, len(x), config.n_train, n_val)
+    n_val, n_train = config.options.n_val, config.n_train
+    end = len(x) - n_val
+    if end <= 1:
+        raise ValueError(f"n_val = {n_val} leaves no training images of the {len(x)} in "
+                         f"{config.dataset}'s training split")
+    if n_train is not None and n_train > end:
+        raise ValueError(f"n_train = {n_train} is more than the {end} training images of "
+                         f"{config.dataset} (after holding out n_val = {n_val})")
     if split == "val":
-        return x[len(x) - n_val:], y[len(y) - n_val:]
-    return x[:end], y[:end]
+        return x[end:], y[end:]
+    stop = end if n_train is None else n_train
+    return x[:stop], y[:stop]
 
 
 def train_and_validation(config: RunConfig, root: Path | None
@@ -102,9 +99,7 @@ def train_and_validation(config: RunConfig, root: Path | None
     if config.family == "toy":
         return toy_data(config.n_train, config.options.dim), None
     x, _ = images(config, "train", root)
-    if config.options.n_val == 0:
-        return x, None
-    return x, images(config, "val", root)[0]
+    return x, images(config, "val", root)[0] if config.options.n_val else None
 
 
 @functools.lru_cache(maxsize=32)
@@ -114,9 +109,7 @@ def _digest_of(config: RunConfig, root: Path | None) -> str:
         if part is None:
             continue
         h.update(f"{tuple(part.shape)} {part.dtype};".encode())
-        flat = part.contiguous().reshape(-1)
-        for i in range(0, flat.numel(), 1 << 22):
-            h.update(flat[i:i + (1 << 22)].view(torch.uint8).numpy())
+        hash_tensor(h, part)
     return h.hexdigest()[:16]
 
 

@@ -30,7 +30,7 @@ from entropic_ae.parameters import (
 )
 
 __all__ = ["ConvMeasure", "ConvOptions", "MLPMeasure", "MLPOptions", "OPTIONS", "Options",
-           "ToyMeasure", "ToyOptions", "TrainingOptions", "describe", "option"]
+           "ToyMeasure", "ToyOptions", "TrainingOptions", "describe", "did_you_mean", "option"]
 
 
 class Text(Spec):
@@ -57,6 +57,12 @@ class Parent(Spec):
         if not isinstance(value, RunConfig):
             raise self._fail()
         return value
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt ``name``, else ``""``."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def option(default: Any, spec: Spec, doc: str) -> Any:
@@ -111,13 +117,9 @@ class Options:
         """Options from ``values``; unknown names raise ``ValueError`` with a suggestion."""
         unknown = [k for k in values if k not in cls.names()]
         if unknown:
-            hints = []
-            for name in unknown:
-                close = difflib.get_close_matches(name, cls.names(), n=1)
-                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ValueError(f"unknown {cls.family} {cls.kind}: {', '.join(hints)}; the "
-                             f"{cls.kind}s of family {cls.family!r} are "
-                             f"{', '.join(cls.names())}")
+            hints = ", ".join(f"{name!r}{did_you_mean(name, cls.names())}" for name in unknown)
+            raise ValueError(f"unknown {cls.family} {cls.kind}: {hints}; the {cls.kind}s of "
+                             f"family {cls.family!r} are {', '.join(cls.names())}")
         return cls(**values)
 
     def merged(self, changes: Mapping[str, Any]) -> Options:
@@ -133,11 +135,6 @@ class Options:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every option (mappings as lists of pairs)."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    def changed(self) -> dict[str, Any]:
-        """The options that differ from their defaults."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != _freeze(f.default)}
 
 
 _WEIGHTS = MappingOf(Text(), Float(ge=0), min_len=0)

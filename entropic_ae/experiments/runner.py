@@ -1,6 +1,4 @@
-"""One run: :func:`fit` trains a :class:`~entropic_ae.experiments.config.RunConfig` (or finds it
-in the cache), measures it and returns its record; :func:`load_model` gives the trained model
-back from its checkpoint, never training.
+"""One run: :func:`fit` (train or find in the cache, measure) and :func:`load_model` (never trains).
 
 Training a run, in full: build the system's model (:mod:`entropic_ae.experiments.families`),
 take its objective from its record (:meth:`entropic_ae.systems.System.objective`), and hand both
@@ -33,8 +31,7 @@ from entropic_ae.systems import SYSTEMS
 from entropic_ae.timing import threads
 from entropic_ae.training import History, Plateau, default_device, train
 
-__all__ = ["DEFAULT_CACHE", "fit", "flat_row", "load_model", "resolve_cache",
-           "validation_mse"]
+__all__ = ["DEFAULT_CACHE", "fit", "flat_row", "load_model", "resolve_cache", "validation_mse"]
 
 #: The cache folder when none is given: ``$ENTROPIC_AE_CACHE``, else ``checkpoints``.
 DEFAULT_CACHE = "checkpoints"
@@ -176,8 +173,7 @@ def fit(config: RunConfig, cache_dir: str | os.PathLike | None = None,
         times = _times(folder, history, resumed)
         metrics, files = measure(config, model, ctx, data)
         record = {"metrics": metrics, "history": history.to_dict(), "epochs": history.epochs,
-                  "stopped": history.stopped, "seconds": float(sum(t for t in times
-                                                                   if t == t)),
+                  "stopped": history.stopped, "seconds": float(sum(t for t in times if t == t)),
                   "wall_seconds": time.perf_counter() - start, "resumed_from": resumed,
                   "device": str(ctx.device), "files": ["checkpoint.pt", *files]}
         stored = ctx.cache.save(config, data, record)
@@ -229,10 +225,7 @@ def flat_row(config: RunConfig, record: Mapping[str, Any] | None,
     row = config.describe()
     if record is not None:
         row.update(record.get("metrics", {}))
-        row["train_seconds"] = record.get("seconds")
-        row["epochs_trained"] = record.get("epochs")
-        row["stopped"] = record.get("stopped")
-        row["history"] = record.get("history")
-        row["cached"] = record.get("cached")
-    row["error"] = error
-    return row
+        row.update(train_seconds=record.get("seconds"), epochs_trained=record.get("epochs"),
+                   stopped=record.get("stopped"), history=record.get("history"),
+                   cached=record.get("cached"))
+    return {**row, "error": error}

@@ -6,6 +6,7 @@ computed once per process."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from torch import nn
@@ -19,10 +20,5 @@ __all__ = ["measure"]
 def measure(config: RunConfig, model: nn.Module, ctx: RunContext, data: str
             ) -> tuple[dict[str, Any], list[str]]:
     """``(metrics, files)`` of the trained ``model`` of ``config`` (its family's measure)."""
-    if config.family == "toy":
-        from entropic_ae.experiments.measure.toy import measure as family
-    elif config.family == "mlp":
-        from entropic_ae.experiments.measure.mlp import measure as family
-    else:
-        from entropic_ae.experiments.measure.conv import measure as family
-    return family(config, model.eval(), ctx, data)
+    family = importlib.import_module(f"entropic_ae.experiments.measure.{config.family}")
+    return family.measure(config, model.eval(), ctx, data)

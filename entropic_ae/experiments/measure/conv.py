@@ -1,8 +1,5 @@
-"""Measurements of a conv run (chapters 4 and 5): samples decoded from N(0, I) and from a
-Gaussian mixture fitted to the training codes, scored against held-out images with the
-validated sample score and its fidelity and coverage columns; the reconstructions scored the
-same way (the ceiling a sampler could reach); the reconstruction error; how Gaussian the codes
-are, split into its parts; the codes' correlation spectrum; the active code dimensions.
+"""Measurements of a conv run (chapters 4 and 5), listed in :func:`measure`; the scores of the
+reconstructions are the ceiling a sampler could reach.
 
 The reference set is a random, seeded draw of ``n_test`` test images (the same for every run,
 so every run is scored against the same images), and the reconstructions are of a disjoint

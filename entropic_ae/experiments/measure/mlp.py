@@ -1,8 +1,5 @@
-"""Measurements of an mlp run (chapters 2 and 3): test error, per-layer widths by five
-measures, and the regularised layer's activities; the same error and active units on the
-validation images (for choosing settings without the test images); and what a width-learning
-method leaves in its layer (dead units, open L0 gates, zeroed groups, a nested-dropout model's
-error and active units at every width)."""
+"""Measurements of an mlp run (chapters 2 and 3), listed in :func:`measure`; those on the
+validation images serve to choose settings without the test images."""
 
 from __future__ import annotations
 
