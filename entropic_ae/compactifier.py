@@ -26,16 +26,10 @@ compactifier loss is that entropy, in one of four variants:
 source document). Minimising it pushes the network to switch neurons off.
 
 These activities depend on weight magnitudes only, so a unit that never fires can hold any
-amount of them (a "decoy"), and rescaling a ReLU unit changes them at no cost. The
-*data-dependent* activity :func:`data_activity`,
-:math:`a_j = \mathbb E_x|h_j(x)| \cdot \lVert W^{out}_{:,j}\rVert_1`, is zero for a unit that
-never fires and does not change when the unit is rescaled; :func:`data_compactifier_loss` and
-its fused training version :func:`fused_data_compactifier_loss` penalise its entropy.
-
-A width measure that does not depend on how the activity is spread over the units but on how
-many *directions* the layer's activations span: the effective rank :func:`effective_rank`,
-:math:`\exp H_\alpha` of the normalised singular values of the centred activations on a batch
-(:func:`spectrum_entropy` is its logarithm), with the participation ratio as a special case.
+amount of them (a "decoy"), and rescaling a ReLU unit changes them at no cost; the
+*data-dependent* :func:`data_activity` does neither (its entropy: :func:`data_compactifier_loss`,
+:func:`fused_data_compactifier_loss`). :func:`effective_rank` counts the *directions* the
+layer's activations span instead.
 """
 
 from __future__ import annotations
@@ -46,24 +40,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ._checks import check_matrix
 from .entropy import SHANNON_ORDER_TOLERANCE, _check_order, _to_base, renyi_unchecked
 
-__all__ = [
-    "SPECTRA",
-    "VARIANTS",
-    "activity_entropy",
-    "compactifier_loss",
-    "data_activity",
-    "data_compactifier_loss",
-    "effective_rank",
-    "effective_units",
-    "fused_data_compactifier_loss",
-    "fused_layer_compactifier_loss",
-    "incoming_activity",
-    "layer_compactifier_loss",
-    "outgoing_activity",
-    "spectrum_entropy",
-]
+__all__ = ["SPECTRA", "VARIANTS", "activity_entropy", "compactifier_loss", "data_activity",
+           "data_compactifier_loss", "effective_rank", "effective_units",
+           "fused_data_compactifier_loss", "fused_layer_compactifier_loss", "incoming_activity",
+           "layer_compactifier_loss", "outgoing_activity", "spectrum_entropy"]
 
 VARIANTS = ("in", "out", "both", "cumulative")
 
@@ -71,21 +54,29 @@ LayerLike = nn.Linear | tuple[torch.Tensor, torch.Tensor | None]
 
 
 def _weight_bias(layer: LayerLike, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weight (checked 2-D) and bias of an ``nn.Linear`` or ``(weight, bias)`` tuple."""
     if isinstance(layer, nn.Linear):
         return layer.weight, layer.bias
     if isinstance(layer, tuple) and len(layer) == 2 and isinstance(layer[0], torch.Tensor):
         weight, bias = layer
         if bias is not None and not isinstance(bias, torch.Tensor):
             raise TypeError(f"{name}: bias must be a tensor or None, got {type(bias).__name__}")
+        if weight.dim() != 2:
+            raise ValueError(f"{name} weight must be 2-D (out_features × in_features), "
+                             f"got shape {tuple(weight.shape)}")
         return weight, bias
     raise TypeError(f"{name} must be an nn.Linear or a (weight, bias) tuple of tensors, "
                     f"got {type(layer).__name__}")
 
 
-def _check_weight(weight: torch.Tensor, name: str) -> None:
-    if weight.dim() != 2:
-        raise ValueError(f"{name} weight must be 2-D (out_features × in_features), "
-                         f"got shape {tuple(weight.shape)}")
+def _plus_bias(activity: torch.Tensor, bias: torch.Tensor | None, hint: str = "") -> torch.Tensor:
+    """``activity + |bias|``, or ``activity`` when ``bias`` is None."""
+    if bias is None:
+        return activity
+    if bias.shape != activity.shape:
+        raise ValueError(f"bias has shape {tuple(bias.shape)}, expected "
+                         f"{tuple(activity.shape)}{hint}")
+    return activity + bias.abs()
 
 
 def incoming_activity(layer: LayerLike) -> torch.Tensor:
@@ -95,13 +86,7 @@ def incoming_activity(layer: LayerLike) -> torch.Tensor:
     shaped out × in). Returns a vector of length ``out_features``.
     """
     weight, bias = _weight_bias(layer, "layer")
-    _check_weight(weight, "layer")
-    activity = weight.abs().sum(dim=1)
-    if bias is not None:
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(f"bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
-        activity = activity + bias.abs()
-    return activity
+    return _plus_bias(weight.abs().sum(dim=1), bias)
 
 
 def outgoing_activity(next_layer: LayerLike, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -112,14 +97,7 @@ def outgoing_activity(next_layer: LayerLike, bias: torch.Tensor | None = None) -
     ``in_features`` of ``next_layer``.
     """
     weight, _ = _weight_bias(next_layer, "next_layer")
-    _check_weight(weight, "next_layer")
-    activity = weight.abs().sum(dim=0)
-    if bias is not None:
-        if bias.shape != (weight.shape[1],):
-            raise ValueError(f"bias has shape {tuple(bias.shape)}, expected ({weight.shape[1]},) "
-                             "to match the next layer's in_features")
-        activity = activity + bias.abs()
-    return activity
+    return _plus_bias(weight.abs().sum(dim=0), bias, " to match the next layer's in_features")
 
 
 def activity_entropy(activity: torch.Tensor, alpha: float = 1.0,
@@ -164,8 +142,6 @@ def layer_compactifier_loss(into: LayerLike, out_of: LayerLike, variant: str = "
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     w_in, b_in = _weight_bias(into, "into")
     w_out, _ = _weight_bias(out_of, "out_of")
-    _check_weight(w_in, "into")
-    _check_weight(w_out, "out_of")
     if w_out.shape[1] != w_in.shape[0]:
         raise ValueError(f"layers do not chain: 'into' has {w_in.shape[0]} outputs but 'out_of' "
                          f"has {w_out.shape[1]} inputs")
@@ -214,22 +190,14 @@ def compactifier_loss(linears: Sequence[nn.Linear], layers: int | Sequence[int],
 
 
 # --- Fused training-time loss (chapter 2) --------------------------------------------------------
-#
-# The compactifier penalty acts on one small layer, so its cost in a training step is all
-# per-operation overhead: building and walking an autograd graph of ~30 tiny kernels. The fused
-# version computes the entropy *and its gradient* in one pass without a graph (the gradient has a
-# closed form) and its backward is three multiplications.
+# On one small layer a step's cost is all autograd overhead (~30 tiny kernels); the fused version
+# computes the entropy and its closed-form gradient in one pass, and its backward is three products.
 
 def _entropy_and_grad(a: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Rows' entropies :math:`H_\alpha(a/S)` (summed) and :math:`\partial H/\partial a`.
-
-    With :math:`S = \sum_j a_j`, :math:`p = a/S`, :math:`Q = \sum_i p_i^\alpha`:
-    Rényi :math:`\partial H_\alpha/\partial a_j = \frac{\alpha}{1-\alpha}
-    \bigl(\frac{p_j^\alpha}{a_j Q} - \frac1S\bigr)`; Shannon
-    :math:`\partial H/\partial a_j = -(\log p_j + H)/S`. Zero entries are left out of the sums,
+    r"""Rows' entropies :math:`H_\alpha(a/S)` (summed) and :math:`\partial H/\partial a` by the
+    closed forms of :func:`fused_layer_compactifier_loss`. Zero entries are left out of the sums,
     as in :func:`entropic_ae.entropy.renyi_unchecked`, which fixes their gradient to the limit
-    of the formula without the first term.
-    """
+    of the formula without the first term."""
     s = a.sum(-1, keepdim=True)
     p = a / s
     if alpha == 1.0:
@@ -262,17 +230,13 @@ class _FusedCompactifier(torch.autograd.Function):
         a_in = w_in.abs().sum(1) + ab
         a_out = w_out.abs().sum(0) + ab
         if variant == "both":
-            h, g = _entropy_and_grad(torch.stack((a_in, a_out)), alpha)
-            g_in, g_out = g[0], g[1]
+            h, (g_in, g_out) = _entropy_and_grad(torch.stack((a_in, a_out)), alpha)
         elif variant == "cumulative":
             h, g_in = _entropy_and_grad(a_in + a_out, alpha)
             g_out = g_in
-        elif variant == "in":
-            h, g_in = _entropy_and_grad(a_in, alpha)
-            g_out = torch.zeros_like(g_in)
-        else:
-            h, g_out = _entropy_and_grad(a_out, alpha)
-            g_in = torch.zeros_like(g_out)
+        else:  # one side only: the other gets no gradient
+            h, g = _entropy_and_grad(a_in if variant == "in" else a_out, alpha)
+            g_in, g_out = (g, torch.zeros_like(g)) if variant == "in" else (torch.zeros_like(g), g)
         ctx.save_for_backward(w_in.sign().mul_(g_in[:, None]), b_in.sign().mul_(g_in + g_out),
                               w_out.sign().mul_(g_out))
         return h
@@ -314,13 +278,10 @@ def fused_layer_compactifier_loss(into: nn.Linear, out_of: nn.Linear, variant: s
 
 
 def _check_codes(h: torch.Tensor, weight: torch.Tensor) -> None:
-    if not isinstance(h, torch.Tensor):
-        raise TypeError(f"h must be a torch.Tensor of activations (B, n), got {type(h).__name__}")
-    if h.dim() != 2 or h.shape[0] < 1:
-        raise ValueError(f"h must have shape (B >= 1, n): one row of the layer's activations "
-                         f"per input, got {tuple(h.shape)}")
-    if not h.is_floating_point():
-        raise TypeError(f"h must be floating point, got {h.dtype}")
+    check_matrix("h", h, "B")
+    if h.shape[0] < 1:
+        raise ValueError("h must have shape (B >= 1, n): one row of the layer's activations "
+                         "per input, got an empty batch")
     if h.shape[1] != weight.shape[1]:
         raise ValueError(f"h has {h.shape[1]} units but next_layer has {weight.shape[1]} "
                          "in_features")
@@ -353,7 +314,6 @@ def data_activity(h: torch.Tensor, next_layer: LayerLike) -> torch.Tensor:
     unit that reads mainly from unit :math:`j` can still inflate :math:`a_j` at no cost.)
     """
     weight, _ = _weight_bias(next_layer, "next_layer")
-    _check_weight(weight, "next_layer")
     _check_codes(h, weight)
     return h.abs().mean(0) * weight.abs().sum(0)
 
@@ -386,12 +346,9 @@ class _FusedDataCompactifier(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):  # type: ignore[override]
         h, w_out, g_h, g_w = ctx.saved_tensors
-        grad_h = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_h = h.sign().mul_(g_h * grad_output)
-        if ctx.needs_input_grad[1]:
-            grad_w = w_out.sign().mul_(g_w * grad_output)
-        return grad_h, grad_w, None
+        need_h, need_w = ctx.needs_input_grad[:2]
+        return (h.sign().mul_(g_h * grad_output) if need_h else None,
+                w_out.sign().mul_(g_w * grad_output) if need_w else None, None)
 
 
 def fused_data_compactifier_loss(h: torch.Tensor, out_of: nn.Linear,
@@ -445,21 +402,18 @@ def spectrum_entropy(h: torch.Tensor, alpha: float = 1.0, spectrum: str = "singu
     count the rounding noise of a rank-deficient batch. Differentiable in ``h`` (through
     ``torch.linalg.svdvals``, whose gradient needs no singular vector gaps). Invariant to
     rotations of the units (:math:`h \to h Q`), to a common scale :math:`h \to c h` and,
-    centred, to adding a constant to a unit; *not* to rescaling single
-    units. Raises ``ValueError`` for input that is not B × n floating point with B >= 2 (B >= 1
-    uncentred), holds NaN/inf, or is constant (all singular values 0).
+    centred, to adding a constant to a unit; *not* to rescaling single units. Raises for input
+    that is not B × n floating point with B >= 2 (B >= 1 uncentred), holds NaN/inf, or is
+    constant (all singular values 0).
     """
     alpha = _check_order(alpha)
     if spectrum not in SPECTRA:
         raise ValueError(f"spectrum must be one of {SPECTRA}, got {spectrum!r}")
     if not isinstance(center, bool):
         raise TypeError(f"center must be True or False, got {type(center).__name__}")
-    if not isinstance(h, torch.Tensor):
-        raise TypeError(f"h must be a torch.Tensor of activations (B, n), got {type(h).__name__}")
-    if not h.is_floating_point():
-        raise TypeError(f"h must be floating point, got {h.dtype}")
+    check_matrix("h", h, "B")
     least = 2 if center else 1
-    if h.dim() != 2 or h.shape[0] < least or h.shape[1] < 1:
+    if h.shape[0] < least or h.shape[1] < 1:
         raise ValueError(f"h must have shape (B >= {least}, n >= 1): one row of activations per "
                          f"input, got {tuple(h.shape)}")
     sigma = _singular_values(h - h.mean(0, keepdim=True) if center else h)

@@ -9,11 +9,12 @@ Two priors for generation:
   :math:`p(z) = \sum_k \pi_k \mathcal N(z; \mu_k, \Sigma_k)`.
 
 Both draw from their own seeded generators, so a given ``seed`` always gives the same codes
-and nothing touches the global random state. Interpolation is linear,
-:math:`z_t = (1 - t) z_0 + t z_1` for :math:`t` evenly spaced in :math:`[0, 1]`.
+and nothing touches the global random state; :func:`interpolate` walks linearly between codes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -22,14 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from entropic_ae._checks import check_int as _check_int
 
-__all__ = [
-    "decode",
-    "encode",
-    "fit_gmm",
-    "interpolate",
-    "sample_gmm",
-    "sample_normal",
-]
+__all__ = ["decode", "encode", "fit_gmm", "interpolate", "sample_gmm", "sample_normal"]
 
 
 def as_float64_matrix(codes: torch.Tensor | np.ndarray, name: str = "codes") -> np.ndarray:
@@ -91,9 +85,7 @@ def _full_covariances(gmm: GaussianMixture) -> np.ndarray:
         return cov
     if gmm.covariance_type == "tied":
         return np.broadcast_to(cov, (k, d, d))
-    if gmm.covariance_type == "diag":
-        return np.stack([np.diag(c) for c in cov])
-    return np.stack([np.eye(d) * c for c in cov])  # spherical
+    return cov.reshape(k, 1, -1) * np.eye(d)  # diag (k, d) or spherical (k,): scaled identities
 
 
 def sample_gmm(gmm: GaussianMixture, n: int, seed: int = 0) -> torch.Tensor:
@@ -134,11 +126,25 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int = 8) -> torch.Ten
                          f"got {tuple(z0.shape)} and {tuple(z1.shape)}")
     steps = _check_int("steps", steps, 2)
     t = torch.linspace(0.0, 1.0, steps, dtype=z0.dtype, device=z0.device)
-    a, b = z0.unsqueeze(-2), z1.unsqueeze(-2)  # (..., 1, d)
-    return (1.0 - t)[:, None] * a + t[:, None] * b
+    return (1.0 - t)[:, None] * z0.unsqueeze(-2) + t[:, None] * z1.unsqueeze(-2)  # (..., steps, d)
 
 
 @torch.no_grad()
+def _in_batches(model: torch.nn.Module, fn: Callable[[torch.Tensor], torch.Tensor],
+                x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``fn`` on ``x`` batch by batch on the model's device, in eval mode (the model's mode is
+    restored afterwards), concatenated on the CPU."""
+    batch_size = _check_int("batch_size", batch_size, 1)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        out = [fn(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
 def encode(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 500,
            pre_norm: bool = False) -> torch.Tensor:
     """Codes of ``images`` under ``model.encode`` in evaluation mode (CPU, float32).
@@ -146,30 +152,12 @@ def encode(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 500,
     ``pre_norm=True`` returns the encoder's output before the bottleneck batch norm (for
     active units). The model's train/eval mode is restored afterwards.
     """
-    batch_size = _check_int("batch_size", batch_size, 1)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model.encode(images[i:i + batch_size].to(device), pre_norm=pre_norm).cpu()
-               for i in range(0, len(images), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out)
+    return _in_batches(model, lambda b: model.encode(b, pre_norm=pre_norm), images, batch_size)
 
 
-@torch.no_grad()
 def decode(model: torch.nn.Module, codes: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Images ``model.decode(codes)`` in evaluation mode (CPU, float32), batch by batch."""
     batch_size = _check_int("batch_size", batch_size, 1)
     if not isinstance(codes, torch.Tensor) or codes.dim() != 2:
         raise ValueError("codes must be a torch.Tensor of shape (N, d)")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model.decode(codes[i:i + batch_size].to(device)).cpu()
-               for i in range(0, len(codes), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out)
+    return _in_batches(model, model.decode, codes, batch_size)

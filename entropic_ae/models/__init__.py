@@ -19,17 +19,6 @@ from entropic_ae.models.conv import (
 from entropic_ae.models.lenet import LeNetFeatures, feature_network
 from entropic_ae.models.mlp import MLPAutoencoder, PruneReport, prune
 
-__all__ = [
-    "ConvArchitecture",
-    "ConvAutoencoder",
-    "ConvDecoder",
-    "ConvEncoder",
-    "ConvVAE",
-    "LeNetFeatures",
-    "MLPAutoencoder",
-    "PruneReport",
-    "SecondStageVAE",
-    "conv_architecture",
-    "feature_network",
-    "prune",
-]
+__all__ = ["ConvArchitecture", "ConvAutoencoder", "ConvDecoder", "ConvEncoder", "ConvVAE",
+           "LeNetFeatures", "MLPAutoencoder", "PruneReport", "SecondStageVAE", "conv_architecture",
+           "feature_network", "prune"]

@@ -10,11 +10,8 @@ Convolutions pad like TensorFlow's "same" (output size ceil(input / stride)), so
 maps 28 → 14 → 7 → 4 → 2, 32 → 16 → 8 → 4 → 2 and 64 → 32 → 16 → 8 → 4.
 ``width`` multiplies every channel count (width=1 is the paper's network).
 
-Model classes: :class:`ConvAutoencoder` (deterministic; optional bottleneck batch norm without
-affine parameters, optional spectral normalisation of the decoder), :class:`ConvVAE` (a
-Gaussian posterior, optionally a learned decoder variance γ: the first stage of Dai & Wipf's
-two-stage VAE) and :class:`SecondStageVAE` (their second VAE, on the codes of the first, which
-the book treats as that system's sampler). Their losses live in :mod:`entropic_ae.losses`;
+Models: :class:`ConvAutoencoder`, :class:`ConvVAE` and :class:`SecondStageVAE` (the book
+treats it as the two-stage VAE's sampler). Their losses live in :mod:`entropic_ae.losses`;
 :mod:`entropic_ae.systems` puts models, losses and weights together by name.
 """
 
@@ -25,15 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = [
-    "ConvArchitecture",
-    "ConvAutoencoder",
-    "ConvDecoder",
-    "ConvEncoder",
-    "ConvVAE",
-    "SecondStageVAE",
-    "conv_architecture",
-]
+__all__ = ["ConvArchitecture", "ConvAutoencoder", "ConvDecoder", "ConvEncoder", "ConvVAE",
+           "SecondStageVAE", "conv_architecture"]
 
 
 @dataclass(frozen=True)
@@ -63,19 +53,16 @@ def conv_architecture(image_size: int, width: float = 1.0) -> ConvArchitecture:
     def scale(channels: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(max(1, round(width * c)) for c in channels)
 
-    if image_size == 64:
-        return ConvArchitecture(64, 5, scale((128, 256, 512, 1024)),
-                                scale((1024, 512, 256, 128)), 8)
-    start = 7 if image_size == 28 else 8
-    return ConvArchitecture(image_size, 4, scale((128, 256, 512, 1024)),
-                            scale((1024, 512, 256)), start)
+    decoder = (1024, 512, 256, 128) if image_size == 64 else (1024, 512, 256)
+    return ConvArchitecture(image_size, 5 if image_size == 64 else 4, scale((128, 256, 512, 1024)),
+                            scale(decoder), 7 if image_size == 28 else 8)
 
 
-def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+def _same_padding(size: int, kernel: int, stride: int) -> nn.ZeroPad2d:
     """TensorFlow "same" padding: output ceil(size / stride); the extra pixel goes after."""
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
+    return nn.ZeroPad2d((total // 2, total - total // 2) * 2)  # (left, right, top, bottom)
 
 
 class ConvEncoder(nn.Module):
@@ -86,8 +73,7 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         size, channels = arch.image_size, in_channels
         for out_ch in arch.encoder_channels:
-            before, after = _same_padding(size, arch.kernel, 2)
-            layers += [nn.ZeroPad2d((before, after, before, after)),
+            layers += [_same_padding(size, arch.kernel, 2),
                        nn.Conv2d(channels, out_ch, arch.kernel, stride=2, bias=False),
                        nn.BatchNorm2d(out_ch), nn.ReLU()]
             size, channels = -(-size // 2), out_ch
@@ -125,8 +111,7 @@ class ConvDecoder(nn.Module):
                                           output_padding=out_pad, bias=False),
                        nn.BatchNorm2d(out_ch), nn.ReLU()]
             channels = out_ch
-        before, after = _same_padding(arch.image_size, arch.kernel, 1)
-        layers += [nn.ZeroPad2d((before, after, before, after)),
+        layers += [_same_padding(arch.image_size, arch.kernel, 1),
                    nn.Conv2d(channels, out_channels, arch.kernel), nn.Sigmoid()]
         self.body = nn.Sequential(*layers)
         self.spectral_norm = spectral_norm
@@ -149,10 +134,17 @@ def _check_image_shape(image_shape: tuple[int, int, int]) -> tuple[int, int, int
     return int(c), int(h), int(w)
 
 
-def _check_latent_dim(latent_dim: int) -> int:
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-        raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}")
-    return latent_dim
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_shape(x: torch.Tensor, shape: tuple[int, ...], what: str) -> None:
+    """ValueError unless ``x`` is a tensor of shape ``(N, *shape)``."""
+    if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != shape:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{what} must have shape (N, {', '.join(map(str, shape))}), got {got}")
 
 
 class ConvAutoencoder(nn.Module):
@@ -165,40 +157,30 @@ class ConvAutoencoder(nn.Module):
     ``decoder_spectral_norm=True`` spectrally normalises the decoder (RAE-SN).
     """
 
+    _codes_per_dim = 1  # encoder outputs per code dimension
+
     def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 16,
                  width: float = 1.0, bottleneck_norm: bool = True,
                  decoder_spectral_norm: bool = False) -> None:
         super().__init__()
         c, s, _ = _check_image_shape(image_shape)
         self.image_shape = (c, s, s)
-        self.latent_dim = _check_latent_dim(latent_dim)
+        self.latent_dim = _positive_int("latent_dim", latent_dim)
         self.arch = conv_architecture(s, width)
-        self.encoder = ConvEncoder(c, self.arch, self._encoder_outputs())
+        self.encoder = ConvEncoder(c, self.arch, self._codes_per_dim * latent_dim)
         self.bottleneck = (nn.BatchNorm1d(latent_dim, affine=False) if bottleneck_norm
                            else nn.Identity())
         self.decoder = ConvDecoder(latent_dim, self.arch, c, spectral_norm=decoder_spectral_norm)
 
-    def _encoder_outputs(self) -> int:
-        return self.latent_dim
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if (not isinstance(x, torch.Tensor) or x.dim() != 4
-                or tuple(x.shape[1:]) != self.image_shape):
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            c, h, w = self.image_shape
-            raise ValueError(f"expected images of shape (N, {c}, {h}, {w}), got {got}")
-
     def encode(self, x: torch.Tensor, pre_norm: bool = False) -> torch.Tensor:
         """Codes of ``x``; ``pre_norm=True`` gives the encoder output before the batch norm."""
-        self._check_input(x)
+        _check_shape(x, self.image_shape, "images")
         h = self.encoder(x)
         return h if pre_norm else self.bottleneck(h)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images (N, C, H, W) in [0, 1] from codes (N, latent_dim)."""
-        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
-            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"codes must have shape (N, {self.latent_dim}), got {got}")
+        _check_shape(z, (self.latent_dim,), "codes")
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,19 +197,17 @@ class ConvVAE(ConvAutoencoder):
     it starts at :math:`\\gamma = 1`.
     """
 
+    _codes_per_dim = 2  # (mu, logvar)
+
     def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 16,
                  width: float = 1.0, learn_gamma: bool = False) -> None:
         super().__init__(image_shape, latent_dim, width, bottleneck_norm=False)
         self.log_gamma = nn.Parameter(torch.zeros(())) if learn_gamma else None
 
-    def _encoder_outputs(self) -> int:
-        return 2 * self.latent_dim
-
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of :math:`q(z \\mid x)`."""
-        self._check_input(x)
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar
+        _check_shape(x, self.image_shape, "images")
+        return self.encoder(x).chunk(2, dim=1)
 
     def encode(self, x: torch.Tensor, pre_norm: bool = False) -> torch.Tensor:
         return self.posterior(x)[0]
@@ -235,11 +215,9 @@ class ConvVAE(ConvAutoencoder):
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])  # linear output
 
 
 class SecondStageVAE(nn.Module):
@@ -253,30 +231,23 @@ class SecondStageVAE(nn.Module):
     def __init__(self, code_dim: int, latent_dim: int | None = None, hidden: int = 1024,
                  depth: int = 2) -> None:
         super().__init__()
-        self.code_dim = _check_latent_dim(code_dim)
-        self.latent_dim = _check_latent_dim(code_dim if latent_dim is None else latent_dim)
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be a positive int, got {hidden!r}")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a positive int, got {depth!r}")
+        self.code_dim = _positive_int("code_dim", code_dim)
+        latent_dim = code_dim if latent_dim is None else latent_dim
+        self.latent_dim = _positive_int("latent_dim", latent_dim)
+        _positive_int("hidden", hidden)
+        _positive_int("depth", depth)
         self.encoder = _mlp([self.code_dim] + [hidden] * depth + [2 * self.latent_dim])
         self.decoder = _mlp([self.latent_dim] + [hidden] * depth + [self.code_dim])
         self.log_gamma = nn.Parameter(torch.zeros(()))
 
-    def _check_codes(self, z: torch.Tensor, width: int, what: str) -> None:
-        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != width:
-            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"{what} must have shape (N, {width}), got {got}")
-
     def posterior(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of :math:`q(u \\mid z)`."""
-        self._check_codes(z, self.code_dim, "codes")
-        mu, logvar = self.encoder(z).chunk(2, dim=1)
-        return mu, logvar
+        _check_shape(z, (self.code_dim,), "codes")
+        return self.encoder(z).chunk(2, dim=1)
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
         """First-stage codes from second-stage latents ``u``."""
-        self._check_codes(u, self.latent_dim, "latents")
+        _check_shape(u, (self.latent_dim,), "latents")
         return self.decoder(u)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

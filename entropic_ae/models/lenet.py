@@ -3,24 +3,23 @@
 A small classifier is trained once per dataset (MNIST or Fashion-MNIST) and cached next to
 the data; its 128-dimensional penultimate features replace Inception-v3's for digits and
 clothes, on which Inception was never trained. Variants for the metric validation study of
-chapter 4 (:mod:`entropic_ae.metrics.validation`): other training seeds
-(:func:`feature_networks`), and training on randomly shifted, rotated and scaled copies of the
-images (``augment=True``, :func:`random_affine`), whose features move less under a 1-pixel
-shift or blur.
+chapter 4: other training seeds (:func:`feature_networks`), and training on randomly moved
+copies of the images (``augment=True``, :func:`random_affine`), whose features move less under
+a 1-pixel shift or blur.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from entropic_ae._io import atomic_write
 from entropic_ae.data import default_data_root, load_images
 
 __all__ = ["LeNetFeatures", "feature_network", "feature_networks", "random_affine"]
@@ -70,8 +69,8 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, shift: float
     content is rotated by :math:`\theta_i`, scaled by :math:`s_i` and shifted by :math:`t_i`.
     All draws come from ``generator``; ``images`` is (N, C, H, W) with H = W.
     """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[2] != \
-            images.shape[3]:
+    if (not isinstance(images, torch.Tensor) or images.dim() != 4
+            or images.shape[2] != images.shape[3]):
         raise ValueError(f"images must be a tensor (N, C, H, H), got "
                          f"{getattr(images, 'shape', type(images).__name__)}")
     n, size = images.shape[0], images.shape[-1]
@@ -128,10 +127,7 @@ def _check_writable(folder: Path) -> None:
     """Create ``folder`` if needed and write (then delete) a file in it; ValueError if either
     fails, so that nothing is trained whose result could not be kept."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        atomic_write(folder / ".write-test", b"").unlink(missing_ok=True)
     except OSError as err:
         raise ValueError(f"cannot write the feature network's cache folder {folder} ({err}); "
                          "pass cache_dir= a writable folder (or root= a writable data root)"
@@ -147,8 +143,7 @@ def feature_network(dataset: str = "mnist", root: str | Path | None = None,
 
     Trained once on the CPU (``epochs`` of Adam at learning rate 0.002, batch 64, on the first
     ``limit`` training images, seeded with ``seed``; with ``augment``, on batches moved by
-    :func:`random_affine`: shifts up to 2 pixels, rotations up to 10°, scalings up to 10 %)
-    and cached as
+    :func:`random_affine` at the :data:`AUGMENT` ranges) and cached as
     ``<cache_dir>/lenet-<dataset>-<hash of the settings>.pt``; later calls load it. The default
     ``cache_dir`` is ``<data root>/feature_nets`` (see :func:`entropic_ae.data.default_data_root`).
     The accuracy is measured on the full test split. Before anything is trained, the cache
@@ -185,15 +180,13 @@ def feature_network(dataset: str = "mnist", root: str | Path | None = None,
     net = _train_lenet(images, labels, epochs, seed, augment=augment)
     test_images, test_labels = load_images(dataset, "test", root=root)
     acc = _accuracy(net, test_images, test_labels)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buffer = io.BytesIO()
     try:
-        torch.save({"model": net.state_dict(), "test_accuracy": acc, "config": config}, tmp)
-        tmp.replace(path)
+        torch.save({"model": net.state_dict(), "test_accuracy": acc, "config": config}, buffer)
+        atomic_write(path, buffer.getvalue())
     except OSError as err:
         warnings.warn(f"could not cache the trained feature network in {path} ({err}); it is "
                       "returned, but will be trained again next time", stacklevel=2)
-    finally:
-        tmp.unlink(missing_ok=True)
     return net, acc
 
 

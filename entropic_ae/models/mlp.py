@@ -9,8 +9,8 @@ where inside it the real bottleneck ends up. Layer ``l`` (0..L) means the activa
 
 from __future__ import annotations
 
-import functools
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -22,25 +22,20 @@ __all__ = ["MLPAutoencoder", "PruneReport", "prune"]
 
 def _check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
     if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, Sequence):
-        raise TypeError(
-            f"layer_sizes must be a sequence of ints such as [784, 64, 16, 64, 784], "
-            f"got {type(layer_sizes).__name__}"
-        )
+        raise TypeError(f"layer_sizes must be a sequence of ints such as [784, 64, 16, 64, 784], "
+                        f"got {type(layer_sizes).__name__}")
     sizes = tuple(layer_sizes)
     if len(sizes) < 2:
-        raise ValueError(
-            f"layer_sizes needs at least 2 entries (input and output width), got {list(sizes)}"
-        )
+        raise ValueError(f"layer_sizes needs at least 2 entries (input and output width), "
+                         f"got {list(sizes)}")
     for i, s in enumerate(sizes):
         if isinstance(s, bool) or not isinstance(s, int):
             raise TypeError(f"layer_sizes[{i}] must be an int, got {type(s).__name__} ({s!r})")
         if s <= 0:
             raise ValueError(f"layer_sizes[{i}] must be a positive width, got {s}")
     if sizes[0] != sizes[-1]:
-        raise ValueError(
-            f"an autoencoder's output width must equal its input width, got input {sizes[0]} "
-            f"and output {sizes[-1]}"
-        )
+        raise ValueError(f"an autoencoder's output width must equal its input width, got input "
+                         f"{sizes[0]} and output {sizes[-1]}")
     return sizes
 
 
@@ -61,8 +56,7 @@ def _check_gates(gates: Mapping[int, nn.Module] | None, sizes: tuple[int, ...]
     if gates is None:
         return {}
     if not isinstance(gates, Mapping):
-        raise TypeError(f"gates must be a mapping {{layer: nn.Module}}, got "
-                        f"{type(gates).__name__}")
+        raise TypeError(f"gates must be a mapping {{layer: nn.Module}}, got {type(gates).__name__}")
     _hidden_indices("gates", list(gates), len(sizes) - 1)
     for layer, gate in gates.items():
         if not isinstance(gate, nn.Module):
@@ -77,9 +71,7 @@ def _check_gates(gates: Mapping[int, nn.Module] | None, sizes: tuple[int, ...]
 def _default_latent_layers(sizes: tuple[int, ...]) -> tuple[int, ...]:
     """Hidden layers whose width is the smallest hidden width (all of them if there are none)."""
     hidden = range(1, len(sizes) - 1)
-    if not hidden:
-        return ()
-    narrowest = min(sizes[i] for i in hidden)
+    narrowest = min((sizes[i] for i in hidden), default=0)
     return tuple(i for i in hidden if sizes[i] == narrowest)
 
 
@@ -106,26 +98,15 @@ class MLPAutoencoder(nn.Module):
     gates:
         ``{layer: module}``: a module applied to the activations of a hidden layer,
         ``h_l = gate(act(W_l h_{l-1} + b_l))`` (``N×width -> N×width``), e.g.
-        :class:`~entropic_ae.width_learning.HardConcreteGate` or
-        :class:`~entropic_ae.width_learning.NestedDropout`. The gated activations are the
-        layer's output everywhere: :meth:`forward`, :meth:`layer_outputs` and :meth:`encode`
-        return gated codes, and :meth:`decode_from` takes the codes of its layer as given (its
-        own gate is not applied again) and applies the gates of the later layers. A gate may
-        behave differently in training and eval mode (stochastic vs deterministic). The
-        weight-based measures (compactifier activities, path entropies) read ``linears`` only
-        and do not see the gates. Default: no gates, and the module holds exactly the
-        parameters it held before gates existed (old checkpoints load).
+        :class:`~entropic_ae.width_learning.HardConcreteGate` (stochastic in training mode).
+        Gated activations are the layer's output everywhere (see :meth:`decode_from`); the
+        weight-based measures read ``linears`` only and do not see the gates. Default: no
+        gates, and then no ``gates`` entries in the ``state_dict`` (old checkpoints load).
     """
 
-    def __init__(
-        self,
-        layer_sizes: Sequence[int],
-        latent_layers: Sequence[int] | None = None,
-        image_shape: Sequence[int] | None = None,
-        *,
-        linear_layers: Sequence[int] = (),
-        gates: Mapping[int, nn.Module] | None = None,
-    ) -> None:
+    def __init__(self, layer_sizes: Sequence[int], latent_layers: Sequence[int] | None = None,
+                 image_shape: Sequence[int] | None = None, *, linear_layers: Sequence[int] = (),
+                 gates: Mapping[int, nn.Module] | None = None) -> None:
         super().__init__()
         sizes = _check_layer_sizes(layer_sizes)
         n_layers = len(sizes) - 1
@@ -136,16 +117,13 @@ class MLPAutoencoder(nn.Module):
         if image_shape is not None:
             image_shape = tuple(int(s) for s in image_shape)
             if math.prod(image_shape) != sizes[0]:
-                raise ValueError(
-                    f"image_shape {image_shape} has {math.prod(image_shape)} entries but the "
-                    f"input width is {sizes[0]}"
-                )
+                raise ValueError(f"image_shape {image_shape} has {math.prod(image_shape)} entries "
+                                 f"but the input width is {sizes[0]}")
         self.latent_layers: tuple[int, ...] = latent
         self.image_shape: tuple[int, ...] | None = image_shape
         self.linear_layers: tuple[int, ...] = tuple(sorted(set(linear)))
-        self.linears = nn.ModuleList(
-            nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
-        )
+        self.linears = nn.ModuleList(nn.Linear(a, b)
+                                     for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         if gate_map:  # registered only when present, so a plain model's state_dict is unchanged
             self.gates = nn.ModuleDict({str(l): g for l, g in sorted(gate_map.items())})
 
@@ -191,10 +169,8 @@ class MLPAutoencoder(nn.Module):
             raise ValueError("x must have a batch dimension, got a 0-d tensor")
         flat = x.reshape(x.shape[0], -1) if x.dim() != 1 else x.reshape(1, -1)
         if flat.shape[1] != self.layer_sizes[0]:
-            raise ValueError(
-                f"each sample must have {self.layer_sizes[0]} entries, got shape "
-                f"{tuple(x.shape)} ({flat.shape[1]} per sample)"
-            )
+            raise ValueError(f"each sample must have {self.layer_sizes[0]} entries, got shape "
+                             f"{tuple(x.shape)} ({flat.shape[1]} per sample)")
         return flat
 
     def _step(self, i: int, h: Tensor) -> Tensor:
@@ -212,10 +188,7 @@ class MLPAutoencoder(nn.Module):
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """Reconstruction of ``x``, in the shape of ``x`` (e.g. ``N×1×28×28`` or ``N×784``)."""
-        h = self._flatten(x)
-        for i in range(self.num_layers):
-            h = self._step(i, h)
-        return h.reshape(x.shape)
+        return self.encode(x, self.num_layers).reshape(x.shape)
 
     def layer_outputs(self, x: Tensor) -> list[Tensor]:
         """Activations ``[h_0, h_1, ..., h_L]`` (flat, ``N×width``, gated where a layer has a
@@ -250,9 +223,8 @@ class MLPAutoencoder(nn.Module):
         if h.dim() == 1:
             h = h.unsqueeze(0)
         if h.dim() != 2 or h.shape[1] != width:
-            raise ValueError(
-                f"codes for layer {layer} must have shape N×{width}, got {tuple(h.shape)}"
-            )
+            raise ValueError(f"codes for layer {layer} must have shape N×{width}, "
+                             f"got {tuple(h.shape)}")
         for i in range(layer, self.num_layers):
             h = self._step(i, h)
         if self.image_shape is not None:
@@ -266,9 +238,8 @@ class PruneReport:
 
     ``kept[l]`` and ``removed[l]`` are the original indices of the neurons of layer ``l`` that
     survived or were removed (input and output layers are never pruned); ``reasons[l][i]`` says
-    why neuron ``i`` was removed: ``"dead"`` (output identically 0 on the data), ``"constant"``
-    (constant nonzero output, folded into the next bias), ``"no incoming weights"`` (output is the
-    constant ``relu(b)`` for every input), ``"no outgoing weights"`` or ``"requested"``.
+    why neuron ``i`` was removed (``"dead"``, ``"constant"``, ``"no incoming weights"``,
+    ``"no outgoing weights"`` or ``"requested"``, as listed in :func:`prune`).
     """
 
     old_sizes: tuple[int, ...]
@@ -281,15 +252,11 @@ class PruneReport:
         """One line per pruned layer, e.g. ``layer 3: 16 -> 10 (6 dead)``."""
         lines = []
         for layer, reasons in enumerate(self.reasons):
-            if not reasons:
-                continue
-            counts: dict[str, int] = {}
-            for why in reasons.values():
-                counts[why] = counts.get(why, 0) + 1
-            detail = ", ".join(f"{n} {why}" for why, n in sorted(counts.items()))
-            lines.append(
-                f"layer {layer}: {self.old_sizes[layer]} -> {self.new_sizes[layer]} ({detail})"
-            )
+            if reasons:
+                counts = sorted(Counter(reasons.values()).items())
+                detail = ", ".join(f"{n} {why}" for why, n in counts)
+                lines.append(f"layer {layer}: {self.old_sizes[layer]} -> "
+                             f"{self.new_sizes[layer]} ({detail})")
         return "\n".join(lines) if lines else "nothing pruned"
 
 
@@ -310,8 +277,7 @@ def _data_stats(model: MLPAutoencoder, data: Tensor, weights: list[Tensor],
     hidden = range(1, model.num_layers)
     linear = set(model.linear_layers)
     device = weights[0].device
-    sums = {l: torch.zeros(model.layer_sizes[l], dtype=torch.float64, device=device)
-            for l in hidden}
+    sums = {l: torch.zeros_like(biases[l - 1]) for l in hidden}  # float64, on the weights' device
     lo = {l: torch.full_like(sums[l], math.inf) for l in hidden}
     hi = {l: torch.full_like(sums[l], -math.inf) for l in hidden}
     for start in range(0, data.shape[0], batch_size):
@@ -358,13 +324,10 @@ def _check_prune_args(model: MLPAutoencoder, tol: float, weight_tol: float,
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     n_layers = model.num_layers
     hidden = list(range(1, n_layers))
-    if layers is None:
-        layers = hidden
-    else:
-        layers = list(layers)
-        bad = [l for l in layers if l not in hidden]
-        if bad:
-            raise ValueError(f"layers must be hidden-layer indices in 1..{n_layers - 1}, got {bad}")
+    layers = hidden if layers is None else list(layers)
+    bad = [l for l in layers if l not in hidden]
+    if bad:
+        raise ValueError(f"layers must be hidden-layer indices in 1..{n_layers - 1}, got {bad}")
     remove = {} if remove is None else dict(remove)
     for l, idx in remove.items():
         if l not in hidden:
@@ -375,16 +338,10 @@ def _check_prune_args(model: MLPAutoencoder, tol: float, weight_tol: float,
 
 
 @torch.no_grad()
-def prune(
-    model: MLPAutoencoder,
-    data: Tensor | None = None,
-    *,
-    tol: float = 1e-6,
-    weight_tol: float = 0.0,
-    layers: Sequence[int] | None = None,
-    remove: dict[int, Sequence[int]] | None = None,
-    batch_size: int = 4096,
-) -> tuple[MLPAutoencoder, PruneReport]:
+def prune(model: MLPAutoencoder, data: Tensor | None = None, *, tol: float = 1e-6,
+          weight_tol: float = 0.0, layers: Sequence[int] | None = None,
+          remove: dict[int, Sequence[int]] | None = None, batch_size: int = 4096
+          ) -> tuple[MLPAutoencoder, PruneReport]:
     """A physically smaller copy of ``model`` without its inactive hidden neurons.
 
     Neuron ``i`` of hidden layer ``l`` (activation ``h_i = relu(w_i·h_{l-1} + b_i)``) is removed
@@ -424,7 +381,7 @@ def prune(
     weights = [lin.weight.detach().double().clone() for lin in model.linears]
     biases = [lin.bias.detach().double().clone() for lin in model.linears]
     _fold_gates(model, weights, biases)
-    act = functools.partial(_activation, set(model.linear_layers))
+    linear = set(model.linear_layers)
     means, spread = ({}, {}) if data is None else _data_stats(model, data, weights, biases,
                                                              batch_size)
 
@@ -437,25 +394,20 @@ def prune(
         w_in, b_in, w_out = weights[l - 1], biases[l - 1], weights[l]
         width = w_in.shape[0]
         why: dict[int, str] = {}
-        const = torch.zeros(width, dtype=torch.float64, device=w_in.device)
+        const = means[l].clone() if l in means else torch.zeros_like(b_in)  # folded outputs
         if l in layers:
             no_in = w_in.abs().amax(dim=1) <= weight_tol
             no_out = w_out.abs().amax(dim=0) <= weight_tol
             for i in range(width):
                 if no_in[i]:
                     why[i] = "no incoming weights"
-                    const[i] = act(l, b_in[i])
+                    const[i] = _activation(linear, l, b_in[i])
                 elif l in spread and spread[l][i] <= tol:
                     why[i] = "dead" if means[l][i] == 0 else "constant"
-                    const[i] = means[l][i]
                 elif no_out[i]:
                     why[i] = "no outgoing weights"
-                    const[i] = means[l][i] if l in means else 0.0
         for i in remove.get(l, ()):
-            i = int(i)
-            if i not in why:
-                why[i] = "requested"
-                const[i] = means[l][i] if l in means else 0.0
+            why.setdefault(int(i), "requested")
         if len(why) == width:  # keep the most variable neuron so the layer is not empty
             keep_one = int(torch.argmax(spread[l])) if l in spread else 0
             del why[keep_one]
@@ -472,16 +424,11 @@ def prune(
 
     new_sizes = (weights[0].shape[1], *(w.shape[0] for w in weights))
     param = model.linears[0].weight
-    pruned = MLPAutoencoder(
-        list(new_sizes), latent_layers=model.latent_layers, image_shape=model.image_shape,
-        linear_layers=model.linear_layers,
-    ).to(device=param.device, dtype=param.dtype)
+    pruned = MLPAutoencoder(list(new_sizes), model.latent_layers, model.image_shape,
+                            linear_layers=model.linear_layers).to(param.device, param.dtype)
     for lin, w, b in zip(pruned.linears, weights, biases, strict=True):
         lin.weight.copy_(w.to(param.dtype))
         lin.bias.copy_(b.to(param.dtype))
     pruned.eval()
-    report = PruneReport(
-        old_sizes=model.layer_sizes, new_sizes=tuple(new_sizes), kept=kept, removed=removed,
-        reasons=reasons,
-    )
-    return pruned, report
+    return pruned, PruneReport(old_sizes=model.layer_sizes, new_sizes=tuple(new_sizes), kept=kept,
+                               removed=removed, reasons=reasons)
