@@ -22,20 +22,8 @@ from entropic_ae._checks import is_real
 
 __all__ = ["renyi", "renyi_unchecked", "shannon", "validate_probabilities"]
 
-#: Rows must sum to one within ``eps * min(SUM_TOLERANCE_EPS + sqrt(n), SUM_TOLERANCE_CAP)``
-#: (``n`` entries, ``eps`` the machine epsilon of the dtype, at least float32's), see
-#: :func:`validate_probabilities`.
-SUM_TOLERANCE_EPS = 4.0
-SUM_TOLERANCE_CAP = 1024.0
-
 #: Orders closer than this to 1 are treated as Shannon entropy.
 SHANNON_ORDER_TOLERANCE = 1e-6
-
-
-def _sum_tolerance(n: int, dtype: torch.dtype) -> float:
-    """Absolute tolerance on ``|sum(p) - 1|`` for ``n`` entries of ``dtype``."""
-    eps = max(torch.finfo(dtype).eps, torch.finfo(torch.float32).eps)
-    return eps * min(SUM_TOLERANCE_EPS + math.sqrt(n), SUM_TOLERANCE_CAP)
 
 
 def validate_probabilities(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -66,7 +54,8 @@ def validate_probabilities(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
         wide = torch.float32 if p.device.type == "mps" else torch.float64
         sums = p.sum(dim=dim, dtype=wide)
         worst = (sums - 1).abs().max().item()
-        tol = _sum_tolerance(p.shape[dim], p.dtype)
+        eps = max(torch.finfo(p.dtype).eps, torch.finfo(torch.float32).eps)
+        tol = eps * min(4.0 + math.sqrt(p.shape[dim]), 1024.0)
         if worst > tol:
             raise ValueError(f"p does not sum to 1 along dim={dim} (off by up to {worst:.3g}; "
                              f"the tolerance for {p.shape[dim]} entries is {tol:.2g}); "
@@ -111,7 +100,7 @@ def _check_order(alpha: float) -> float:
     alpha = float(alpha)
     if math.isnan(alpha) or alpha < 0:
         raise ValueError(f"Rényi order alpha must be >= 0 (or inf), got {alpha}")
-    return float(alpha)
+    return alpha
 
 
 def renyi_unchecked(p: torch.Tensor, alpha: float, dim: int = -1) -> torch.Tensor:

@@ -28,16 +28,8 @@ import torch
 
 from entropic_ae._checks import check_matrix, is_integer, is_real
 
-__all__ = [
-    "default_spacing",
-    "full_precision",
-    "kozachenko_leonenko",
-    "log_unit_ball_volume",
-    "m_spacing_entropy",
-    "minibatch_entropy",
-    "minibatch_entropy_parts",
-    "random_rotation",
-]
+__all__ = ["default_spacing", "full_precision", "kozachenko_leonenko", "log_unit_ball_volume",
+           "m_spacing_entropy", "minibatch_entropy", "minibatch_entropy_parts", "random_rotation"]
 
 
 def log_unit_ball_volume(d: int) -> float:
@@ -86,7 +78,6 @@ def _kth_neighbours(z: torch.Tensor, k: int, block: int = 2048) -> torch.Tensor:
     return torch.cat(found)
 
 
-
 def full_precision(fn):
     """Run an entropy function of a batch of codes outside autocast, with half-precision codes
     promoted to float32 (and its value returned in float32): under a GPU's bf16 autocast the
@@ -131,14 +122,12 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
         raise ValueError("z has zero columns; the entropy of a 0-dimensional sample is undefined")
     if not torch.isfinite(z).all():
         raise ValueError("z contains NaN or infinite entries")
-
+    if base is not None and not (is_real(base) and 0 < base < math.inf and base != 1):
+        raise ValueError(f"base must be a positive number other than 1, got {base!r}")
+    z, exponent = _power_of_two_rescaling(z)
     # Search in float64 where the device has it: in float32 the expanded form |a|²+|b|²−2a·b
     # loses small distances to cancellation (nearest neighbours of 10⁴ points in 1-D are
     # ~1e-4 apart), which picks wrong neighbours and biases the estimate upwards.
-    if base is not None and (not is_real(base) or not base > 0 or base == 1
-                             or not math.isfinite(base)):
-        raise ValueError(f"base must be a positive number other than 1, got {base!r}")
-    z, exponent = _power_of_two_rescaling(z)
     search = z.detach()
     if search.device.type != "mps":
         search = search.to(torch.float64)
@@ -155,11 +144,7 @@ def kozachenko_leonenko(z: torch.Tensor, k: int = 1, base: float | None = None) 
     return estimate
 
 
-# --------------------------------------------------------------------------------------------
-# One-dimensional m-spacing entropy, and a minibatch entropy surrogate built from it
-# --------------------------------------------------------------------------------------------
-
-_HALF_LOG_2PIE = 0.5 * math.log(2.0 * math.pi * math.e)
+# --- One-dimensional m-spacing entropy, and a minibatch entropy surrogate built from it -------
 
 
 def default_spacing(n: int) -> int:
@@ -170,6 +155,15 @@ def default_spacing(n: int) -> int:
         raise ValueError(f"need an int n >= 2 points, got {n!r}")
     n = int(n)
     return min(n // 2, max(2, round(n ** (1.0 / 3.0) / 3.0)))
+
+
+def _check_spacing(m: int | None, n: int, size: str) -> int:
+    """``m``, or :func:`default_spacing` ``(n)`` for None, checked to be in ``1..n // 2``."""
+    if m is None:
+        m = default_spacing(n)
+    if not is_integer(m) or not 1 <= m <= n // 2:
+        raise ValueError(f"m must be an int with 1 <= m <= {size}/2 = {n // 2}, got {m!r}")
+    return int(m)
 
 
 @functools.lru_cache(maxsize=256)
@@ -196,9 +190,8 @@ def _window_indices(rows: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Ten
     hi, lo = _window_ends(rows.shape[1], m)
     rows = rows.detach()
     if rows.device.type == "cpu":
-        values = rows.numpy() if rows.dtype in (torch.float32, torch.float64) else \
-            rows.float().numpy()
-        order = np.argsort(values, axis=1)
+        values = rows if rows.dtype in (torch.float32, torch.float64) else rows.float()
+        order = np.argsort(values.numpy(), axis=1)
         return torch.from_numpy(order[:, hi]), torch.from_numpy(order[:, lo])
     order = torch.argsort(rows, dim=1)
     return order[:, torch.from_numpy(hi).to(order.device)], \
@@ -240,11 +233,7 @@ def m_spacing_entropy(x: torch.Tensor, m: int | None = None) -> torch.Tensor:
     n = x.shape[0]
     if n < 2:
         raise ValueError(f"need at least 2 points for a spacing estimate, got {n}")
-    if m is None:
-        m = default_spacing(n)
-    if not is_integer(m) or not 1 <= m <= n // 2:
-        raise ValueError(f"m must be an int with 1 <= m <= n/2 = {n // 2}, got {m!r}")
-    m = int(m)
+    m = _check_spacing(m, n, "n")
     if not torch.isfinite(x).all():
         raise ValueError("x contains NaN or infinite entries")
     rows = x.reshape(n, -1).T.contiguous()  # (d, n): one sample per contiguous row
@@ -277,19 +266,21 @@ def random_rotation(d: int, generator: torch.Generator | None = None,
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError("generator must be a torch.Generator or None, got "
                         f"{type(generator).__name__}")
-    if generator is None:
-        g = torch.randn(d, d, dtype=dtype, device=device)
-    else:
-        g = torch.randn(d, d, dtype=dtype, device=generator.device, generator=generator)
+    g = torch.randn(d, d, dtype=dtype, device=device if generator is None else generator.device,
+                    generator=generator)
     q, r = torch.linalg.qr(g)
     signs = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(dtype)
     q = q * signs
     return q if device is None else q.to(device)
 
 
-def _check_surrogate_args(z: torch.Tensor, m: int | None, shrinkage: float | None,
-                          rotate: bool) -> tuple[int, float]:
-    """Check the arguments of :func:`minibatch_entropy`; return ``(m, lambda)``."""
+def _surrogate_pieces(z: torch.Tensor, m: int | None, shrinkage: float | None, rotate: bool,
+                      generator: torch.Generator | None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""``(log s², ½ log det Ĉ_λ, ĥ)`` of :func:`minibatch_entropy` for its arguments (checked
+    here): the d log-variances, the half log-determinant and the m-spacing entropies of the d
+    standardized columns of :math:`\hat z` followed (with ``rotate``) by those of the d
+    standardized columns of :math:`\hat z Q`."""
     check_matrix("z", z, "B")
     b, d = z.shape
     if b < 3:
@@ -298,32 +289,14 @@ def _check_surrogate_args(z: torch.Tensor, m: int | None, shrinkage: float | Non
         raise ValueError("z has zero columns; the entropy of a 0-dimensional sample is undefined")
     if not isinstance(rotate, bool):
         raise TypeError(f"rotate must be a bool, got {rotate!r}")
-    if shrinkage is None:
-        lam = d / (d + b)
-    elif isinstance(shrinkage, bool | np.bool_) or not isinstance(
-            shrinkage, int | float | np.integer | np.floating) or not 0.0 <= shrinkage < 1.0:
+    if shrinkage is not None and (not is_real(shrinkage) or not 0.0 <= shrinkage < 1.0):
         raise ValueError(f"shrinkage must be a number in [0, 1) or None, got {shrinkage!r}")
-    else:
-        lam = float(shrinkage)
-    if m is None:
-        m = default_spacing(b)
-    if not is_integer(m) or not 1 <= m <= b // 2:
-        raise ValueError(f"m must be an int with 1 <= m <= B/2 = {b // 2}, got {m!r}")
+    lam = d / (d + b) if shrinkage is None else float(shrinkage)
+    m = _check_spacing(m, b, "B")
     if not torch.isfinite(z).all():
         raise ValueError("z contains NaN or infinite entries")
-    return int(m), lam
-
-
-def _surrogate_pieces(x: torch.Tensor, m: int, lam: float, rotate: bool,
-                      generator: torch.Generator | None
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r"""``(log s², ½ log det Ĉ_λ, ĥ)`` of :func:`minibatch_entropy` for checked float input:
-    the d log-variances, the half log-determinant and the m-spacing entropies of the d
-    standardized columns of :math:`\hat z` followed (with ``rotate``) by those of the d
-    standardized columns of :math:`\hat z Q`."""
-    b, d = x.shape
-    tiny = torch.finfo(x.dtype).tiny
-    centred = x - x.mean(dim=0)
+    tiny = torch.finfo(z.dtype).tiny
+    centred = z - z.mean(dim=0)
     var = centred.pow(2).mean(dim=0).clamp_min(tiny)
     zhat = centred / var.sqrt()
     corr = ((1.0 - lam) / b) * (zhat.T @ zhat)
@@ -334,7 +307,7 @@ def _surrogate_pieces(x: torch.Tensor, m: int, lam: float, rotate: bool,
     half_log_det = torch.log(torch.diagonal(chol)).sum()
     rows = zhat.T  # one row per coordinate
     if rotate:
-        q = random_rotation(d, generator, dtype=x.dtype, device=x.device)
+        q = random_rotation(d, generator, dtype=z.dtype, device=z.device)
         rows = torch.cat([rows, q.T @ rows], dim=0)  # and one per column of zhat @ q
     rows = rows.contiguous()
     row_var = rows.pow(2).mean(dim=1).clamp_min(tiny)  # rows have mean 0
@@ -368,13 +341,11 @@ def minibatch_entropy(z: torch.Tensor, *, m: int | None = None, shrinkage: float
     batch-normalised codes :math:`\sum_j\log s_j = 0`. :func:`minibatch_entropy_parts` returns
     the four terms separately.
 
-    **What the population value is.** Replace the batch statistics by the population's: scales
-    :math:`\sigma_j`, correlation :math:`C`, standardized coordinates
-    :math:`\hat z_j = (z_j - \mu_j)/\sigma_j` and unit-variance projections
-    :math:`v_j = q_j^\top\hat z/(q_j^\top C q_j)^{1/2}`. Write each 1-D entropy of a
-    unit-variance variable as :math:`h(u) = \tfrac12\log(2\pi e) - J(u)`, with :math:`J \ge 0`
-    the negentropy (zero iff :math:`u` is Gaussian), and use :math:`\log\det C \le 0`
-    (Hadamard; zero iff :math:`C = I`). Then
+    **Population value** (derived in chapter 5). With the population's scales :math:`\sigma_j`,
+    correlation :math:`C`, standardized coordinates :math:`\hat z_j = (z_j - \mu_j)/\sigma_j`,
+    unit-variance projections :math:`v_j = q_j^\top\hat z/(q_j^\top C q_j)^{1/2}`, each 1-D
+    entropy written :math:`h(u) = \tfrac12\log(2\pi e) - J(u)` (negentropy :math:`J \ge 0`, zero
+    iff :math:`u` is Gaussian) and Hadamard's :math:`\log\det C \le 0` (zero iff :math:`C = I`):
 
     .. math::
 
@@ -382,27 +353,23 @@ def minibatch_entropy(z: torch.Tensor, *, m: int | None = None, shrinkage: float
         G = -\tfrac12\log\det C + \tfrac12\sum_j J(\hat z_j)
             + \tfrac12\,\mathbb E_Q\sum_j J(v_j) \ \ge 0 .
 
-    :math:`G = 0` iff :math:`C = I`, every axis is Gaussian and almost every projection is
-    Gaussian, i.e. (Cramér–Wold) iff :math:`z \sim \mathcal N(\mu, \operatorname{diag}\sigma^2)`:
-    the rotated half supplies this uniqueness, which the axes alone lack (dependent,
-    uncorrelated coordinates with Gaussian marginals reach the top of the axes part).
+    :math:`G = 0` iff :math:`z \sim \mathcal N(\mu, \operatorname{diag}\sigma^2)` (Cramér–Wold:
+    the rotated half supplies this uniqueness; uncorrelated, dependent coordinates with Gaussian
+    marginals reach the top of the axes part).
 
     **It is not a bound on** :math:`h(z)` **in general.** With :math:`J(\hat z)` the negentropy of
-    the whole vector (the KL divergence to :math:`\mathcal N(0, C)`),
-    :math:`h(z) = \sum_j\log\sigma_j + \tfrac d2\log(2\pi e) + \tfrac12\log\det C - J(\hat z)`,
-    so :math:`\bar S - h(z) = J(\hat z) - \tfrac12\sum_j J(\hat z_j)
-    - \tfrac12\mathbb E_Q\sum_j J(v_j)`. At :math:`C = I` each marginal negentropy sum is at
-    most :math:`J(\hat z)` (whitened coordinates: :math:`J(\hat z) = \sum_j J(u_j)` plus the
-    total correlation of :math:`u = Q^\top \hat z`), so :math:`\bar S \ge h(z)` and
-    :math:`G \le \mathrm{KL}(q \,\Vert\, \mathcal N(\mu, \operatorname{diag}\sigma^2))`. For
-    :math:`C \ne I` the standardized (not whitened) marginals can share one non-Gaussian
-    component and :math:`\sum_j J(\hat z_j)` can exceed :math:`J(\hat z)`: then
-    :math:`\bar S < h(z)`. Marginals of the *whitened* codes :math:`C^{-1/2}\hat z` would give a
-    bound everywhere, but whitening with the batch's own correlation mixes each coordinate with
-    :math:`O(\sqrt{d/B})` of the others and, at :math:`B = 100` with this shrinkage, hides
-    about 45 % (:math:`d = 16`) and 57 % (:math:`d = 128`) of a uniform product's estimated
-    marginal negentropy (Cholesky whitening; 36 % and 40 % with the symmetric square root;
-    20 batches, :func:`entropic_ae.entropy_terms.hidden_by_whitening`).
+    the whole vector, :math:`h(z) = \sum_j\log\sigma_j + \tfrac d2\log(2\pi e) + \tfrac12\log\det
+    C - J(\hat z)` and :math:`\bar S - h(z) = J(\hat z) - \tfrac12\sum_j J(\hat z_j)
+    - \tfrac12\mathbb E_Q\sum_j J(v_j)`. At :math:`C = I`, :math:`J(\hat z) = \sum_j J(u_j)`
+    plus the total correlation of :math:`u = Q^\top \hat z`, so :math:`\bar S \ge h(z)` and
+    :math:`G \le \mathrm{KL}(q \,\Vert\, \mathcal N(\mu, \operatorname{diag}\sigma^2))`; for
+    :math:`C \ne I` the standardized marginals can share one non-Gaussian component, and then
+    :math:`\bar S < h(z)`. Whitened marginals (:math:`C^{-1/2}\hat z`) would bound it everywhere,
+    but whitening with the batch's own correlation mixes each coordinate with
+    :math:`O(\sqrt{d/B})` of the others and, at :math:`B = 100`, hides about 45 %
+    (:math:`d = 16`) and 57 % (:math:`d = 128`) of a uniform product's estimated marginal
+    negentropy (Cholesky; 36 % and 40 % with the symmetric square root; 20 batches,
+    :func:`entropic_ae.entropy_terms.hidden_by_whitening`).
 
     **Finite batches.** :math:`\hat C_\lambda` has a unit diagonal, so
     :math:`\log\det\hat C_\lambda \le 0` still holds, and it is positive definite for
@@ -425,12 +392,9 @@ def minibatch_entropy(z: torch.Tensor, *, m: int | None = None, shrinkage: float
     :math:`O(dB\log B + d^2 B + d^3)`: forward and backward at :math:`B = 100` take about
     1 ms (:math:`d = 16`) and 2.5–4 ms (:math:`d = 128`) on one CPU thread.
     """
-    m, lam = _check_surrogate_args(z, m, shrinkage, rotate)
-    x = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
-    log_var, half_log_det, h = _surrogate_pieces(x, m, lam, rotate, generator)
+    log_var, half_log_det, h = _surrogate_pieces(z, m, shrinkage, rotate, generator)
     marginal = 0.5 * h.sum() if rotate else h.sum()
-    value = 0.5 * log_var.sum() + half_log_det + marginal
-    return value.to(z.dtype)
+    return 0.5 * log_var.sum() + half_log_det + marginal
 
 
 @full_precision
@@ -445,11 +409,8 @@ def minibatch_entropy_parts(z: torch.Tensor, *, m: int | None = None,
     ``rotated`` :math:`= \tfrac12\sum_j\hat h(\tilde v_j)` (0 with ``rotate=False``). Their sum
     equals :func:`minibatch_entropy` up to rounding. For studying which part sees what, and how
     large each part's gradient is."""
-    m, lam = _check_surrogate_args(z, m, shrinkage, rotate)
-    x = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
-    log_var, half_log_det, h = _surrogate_pieces(x, m, lam, rotate, generator)
-    d = x.shape[1]
-    parts = {"scale": 0.5 * log_var.sum(), "log_det": half_log_det,
-             "axes": 0.5 * h[:d].sum() if rotate else h.sum(),
-             "rotated": 0.5 * h[d:].sum() if rotate else h.new_zeros(())}
-    return {name: value.to(z.dtype) for name, value in parts.items()}
+    log_var, half_log_det, h = _surrogate_pieces(z, m, shrinkage, rotate, generator)
+    d = z.shape[1]
+    return {"scale": 0.5 * log_var.sum(), "log_det": half_log_det,
+            "axes": 0.5 * h[:d].sum() if rotate else h.sum(),
+            "rotated": 0.5 * h[d:].sum() if rotate else h.new_zeros(())}

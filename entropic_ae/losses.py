@@ -27,33 +27,11 @@ from torch import nn
 from entropic_ae.compactifier import fused_data_compactifier_loss, fused_layer_compactifier_loss
 from entropic_ae.estimators import kozachenko_leonenko, minibatch_entropy
 
-__all__ = [
-    "LossFn",
-    "ae",
-    "ae_l2",
-    "bn_decorrelation",
-    "compactifier",
-    "cv_vae",
-    "data_compactifier",
-    "decoder_gradient_penalty",
-    "decoder_l2",
-    "eae",
-    "eae_mb",
-    "eae_sw",
-    "gated",
-    "imq_mmd",
-    "mse",
-    "rae",
-    "rae_gp",
-    "rae_l2",
-    "reconstruction_error",
-    "squared_weights",
-    "two_stage_first",
-    "two_stage_second",
-    "vae",
-    "wae",
-    "with_decoder_l2",
-]
+__all__ = ["LossFn", "ae", "ae_l2", "bn_decorrelation", "compactifier", "cv_vae",
+           "data_compactifier", "decoder_gradient_penalty", "decoder_l2", "eae", "eae_mb", "eae_sw",
+           "gated", "imq_mmd", "mse", "rae", "rae_gp", "rae_l2", "reconstruction_error",
+           "squared_weights", "two_stage_first", "two_stage_second", "vae", "wae",
+           "with_decoder_l2"]
 
 LossFn = Callable[..., dict[str, torch.Tensor]]
 
@@ -197,8 +175,7 @@ def _gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def _gaussian_nll(x_hat: torch.Tensor, x: torch.Tensor, log_gamma: torch.Tensor) -> torch.Tensor:
     r"""Negative log-likelihood of ``x`` under :math:`\mathcal N(\hat x, \gamma I)`, per sample:
     :math:`\frac{1}{2\gamma}\lVert x - \hat x\rVert^2 + \frac D2\log(2\pi\gamma)`."""
-    dims = x[0].numel()
-    se = (x_hat - x).pow(2).flatten(1).sum(dim=1).mean()
+    dims, se = x[0].numel(), reconstruction_error(x_hat, x)
     return 0.5 * se * torch.exp(-log_gamma) + 0.5 * dims * (log_gamma + math.log(2 * math.pi))
 
 

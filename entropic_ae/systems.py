@@ -67,10 +67,6 @@ class Objective(NamedTuple):
     param_groups: Callable[[nn.Module, float], list] | None = None
 
 
-def _no_objective(config: RunConfig) -> Objective:  # pragma: no cover - never a default in use
-    raise NotImplementedError
-
-
 @dataclass(frozen=True)
 class System:
     """One system (see the module docstring).
@@ -95,11 +91,13 @@ class System:
     sampler: str = "fitted"
     objective_from: Callable[[RunConfig], Objective] | None = None
 
+    def _weights_on(self, dataset: str) -> Mapping[str, Weight]:
+        return self.weights.get(dataset) or self.weights.get(
+            "mnist" if dataset == "fashion-mnist" else "", None) or self.weights.get("*", {})
+
     def reference_weights(self, dataset: str) -> dict[str, float]:
         """The reference weights on ``dataset`` (Fashion-MNIST: MNIST's)."""
-        table = self.weights.get(dataset) or self.weights.get(
-            "mnist" if dataset == "fashion-mnist" else "", None) or self.weights.get("*", {})
-        return {term: w.value for term, w in table.items()}
+        return {term: w.value for term, w in self._weights_on(dataset).items()}
 
     def objective(self, config: RunConfig) -> Objective:
         """The loss, weights and regularisers that train ``config``."""
@@ -138,67 +136,55 @@ def _vae(learn_gamma: bool) -> Callable[..., nn.Module]:
 
 RAE_CODE = "Ghosh et al. (2019), RAE code"
 _EAE_SOURCE = "Ghose et al. (2020), Eq. 2 and Figure 1: β = 1 on the summed error"
+_MB_SOURCE = "this book: the EAE's β (also in nats)"
 
 
-def _w(mnist: float, cifar: float, celeba: float, source: str) -> dict[str, Weight]:
-    return {"mnist": Weight(mnist, source), "cifar10": Weight(cifar, source),
-            "celeba": Weight(celeba, source)}
+def _per_dataset(**terms: tuple[float, float, float, str]) -> dict[str, dict[str, Weight]]:
+    """``term=(MNIST, CIFAR-10, CelebA, source)`` → ``{dataset: {term: Weight}}``."""
+    return {dataset: {term: Weight(w[i], w[3]) for term, w in terms.items()}
+            for i, dataset in enumerate(("mnist", "cifar10", "celeba"))}
 
 
-def _by_dataset(**terms: dict[str, Weight]) -> dict[str, dict[str, Weight]]:
-    """{term: {dataset: Weight}} → {dataset: {term: Weight}}."""
-    out: dict[str, dict[str, Weight]] = {}
-    for term, per in terms.items():
-        for dataset, weight in per.items():
-            out.setdefault(dataset, {})[term] = weight
-    return out
-
-
-_NONE = {"mnist": {}, "cifar10": {}, "celeba": {}}
-_DECODER_L2 = _w(1.024e-4, 3.072e-3, 1.2288e-3, f"{RAE_CODE}: L2 1e-7 on the decoder kernels, "
-                                                "× N")
+_DECODER_L2 = (1.024e-4, 3.072e-3, 1.2288e-3, f"{RAE_CODE}: L2 1e-7 on the decoder kernels, × N")
 
 CONV: dict[str, System] = {s.name: s for s in [
-    System("AE", "conv", "reconstruction only", losses.ae, _conv(False), _NONE),
+    System("AE", "conv", "reconstruction only", losses.ae, _conv(False), _per_dataset()),
     System("AE-L2", "conv", "reconstruction + λ‖W_D‖²", losses.ae_l2, _conv(False),
-           _by_dataset(decoder_l2=_DECODER_L2)),
+           _per_dataset(decoder_l2=_DECODER_L2)),
     System("BN-AE", "conv", "reconstruction only, batch-normalised codes", losses.ae,
-           _conv(True), _NONE, bottleneck="batch norm", sampler="prior"),
+           _conv(True), _per_dataset(), bottleneck="batch norm", sampler="prior"),
     System("EAE", "conv", "reconstruction − β · Kozachenko–Leonenko entropy of the batch's codes",
            losses.eae, _conv(True),
-           _by_dataset(neg_entropy=_w(1.0, 0.5, 1.0, _EAE_SOURCE + " (CIFAR-10 0.5, CelebA 1: "
-                                                                   "its section 5)")),
+           _per_dataset(neg_entropy=(1.0, 0.5, 1.0, f"{_EAE_SOURCE} (CIFAR-10 0.5, CelebA 1: "
+                                                    "its section 5)")),
            loss_params={"k": 1}, bottleneck="batch norm", sampler="prior"),
     System("BN-AE+logdet", "conv", "reconstruction − β · ½ log det of the codes' correlation "
            "(the EAE's term reduced to decorrelation)", losses.bn_decorrelation, _conv(True),
-           _by_dataset(neg_logdet=_w(1.0, 0.5, 1.0, "this book: the EAE's β")),
+           _per_dataset(neg_logdet=(1.0, 0.5, 1.0, "this book: the EAE's β")),
            bottleneck="batch norm", sampler="prior"),
     System("EAE-MB", "conv", "reconstruction − β · the book's minibatch entropy surrogate",
-           losses.eae_mb, _conv(True),
-           _by_dataset(neg_entropy=_w(1.0, 0.5, 1.0, "this book: the EAE's β (also in nats)")),
+           losses.eae_mb, _conv(True), _per_dataset(neg_entropy=(1.0, 0.5, 1.0, _MB_SOURCE)),
            bottleneck="batch norm", sampler="prior"),
     System("EAE-MB8", "conv", "reconstruction − β · the minibatch surrogate with m = 8 spacings",
-           losses.eae_mb, _conv(True),
-           _by_dataset(neg_entropy=_w(1.0, 0.5, 1.0, "this book: the EAE's β (also in nats)")),
+           losses.eae_mb, _conv(True), _per_dataset(neg_entropy=(1.0, 0.5, 1.0, _MB_SOURCE)),
            loss_params={"m": 8}, bottleneck="batch norm", sampler="prior"),
     System("EAE-SW", "conv", "reconstruction + β · d · mean sliced W₂² of the codes to N(0, 1) "
            "over the axes and 64 random directions", losses.eae_sw, _conv(True),
-           _by_dataset(neg_entropy=_w(10.0, 10.0, 10.0, "this book: its Gaussian-to-uniform "
-                                                        "gap is about 12× the surrogate's at "
-                                                        "d = 16; chapter 5 sweeps β")),
+           _per_dataset(neg_entropy=(10.0, 10.0, 10.0, "this book: its Gaussian-to-uniform gap "
+                                     "is about 12× the surrogate's at d = 16; chapter 5 sweeps β")),
            bottleneck="batch norm", sampler="prior"),
     System("VAE", "conv", "reconstruction of z = μ + σε + β · KL(q(z|x) ‖ N(0, I))", losses.vae,
            _vae(False),
-           _by_dataset(kl=_w(0.312, 0.072, 0.271, f"{RAE_CODE}: KL weight on the summed error")),
+           _per_dataset(kl=(0.312, 0.072, 0.271, f"{RAE_CODE}: KL weight on the summed error")),
            bottleneck="z = μ + σ ⊙ ε", sampler="prior"),
     System("CV-VAE", "conv", "reconstruction of z = E(x) + σ₀ε + β · ½‖E(x)‖², σ₀ = 0.7",
            losses.cv_vae, _conv(False),
-           _by_dataset(kl=_w(0.039, 2.7e-3, 0.03, f"{RAE_CODE}: constant_sigma 0.7, KL weight")),
+           _per_dataset(kl=(0.039, 2.7e-3, 0.03, f"{RAE_CODE}: constant_sigma 0.7, KL weight")),
            loss_params={"sigma": 0.7}, bottleneck="z = E(x) + σ₀ ε", sampler="prior"),
     System("WAE-MMD", "conv", "reconstruction + λ · MMD²(codes, N(0, I)), IMQ kernel",
            losses.wae, _conv(False),
-           _by_dataset(mmd=_w(200.0, 18.4, 500.0, "Tolstikhin et al. (2018): λ next to 0.05 × "
-                                                  "summed error → λ / 0.05")),
+           _per_dataset(mmd=(200.0, 18.4, 500.0, "Tolstikhin et al. (2018): λ next to 0.05 × "
+                                                 "summed error → λ / 0.05")),
            sampler="prior"),
     System("2SVAE", "conv", "−log N(x; D(z), γI) + KL with learned γ; a second VAE on the codes",
            losses.two_stage_first, _vae(True),
@@ -207,19 +193,18 @@ CONV: dict[str, System] = {s.name: s for s in [
                   "kl": Weight(1.0, "Dai & Wipf (2019)")}},
            bottleneck="z = μ + σ ⊙ ε", sampler="two-stage"),
     System("RAE", "conv", "reconstruction + β · ½‖z‖²", losses.rae, _conv(False),
-           _by_dataset(code_l2=_w(0.064, 0.48, 0.0384, f"{RAE_CODE}: β on (1/d)‖z‖², × 2N/d"))),
+           _per_dataset(code_l2=(0.064, 0.48, 0.0384, f"{RAE_CODE}: β on (1/d)‖z‖², × 2N/d"))),
     System("RAE-L2", "conv", "reconstruction + β · ½‖z‖² + λ‖W_D‖²", losses.rae_l2,
-           _conv(False),
-           _by_dataset(code_l2=_w(0.0128, 0.048, 0.0384, f"{RAE_CODE}: β × 2N/d"),
-                       decoder_l2=_DECODER_L2)),
+           _conv(False), _per_dataset(code_l2=(0.0128, 0.048, 0.0384, f"{RAE_CODE}: β × 2N/d"),
+                                      decoder_l2=_DECODER_L2)),
     System("RAE-GP", "conv", "reconstruction + β · ½‖z‖² + λ‖∇_z‖D(z)‖²‖²", losses.rae_gp,
-           _conv(False),
-           _by_dataset(code_l2=_w(0.0128, 0.0432, 0.0384, f"{RAE_CODE}: β × 2N/d"),
-                       decoder_gp=_w(3.2e-6, 0.0, 1.92e-5, f"{RAE_CODE}: penalty × N/d"))),
+           _conv(False), _per_dataset(code_l2=(0.0128, 0.0432, 0.0384, f"{RAE_CODE}: β × 2N/d"),
+                                      decoder_gp=(3.2e-6, 0.0, 1.92e-5,
+                                                  f"{RAE_CODE}: penalty × N/d"))),
     System("RAE-SN", "conv", "reconstruction + β · ½‖z‖², spectrally normalised decoder",
            losses.rae, _conv(False, spectral_norm=True),
-           _by_dataset(code_l2=_w(1.152, 1.44, 0.9216, f"{RAE_CODE}: β × 2N/d; spectral norm "
-                                                       "of the decoder"))),
+           _per_dataset(code_l2=(1.152, 1.44, 0.9216, f"{RAE_CODE}: β × 2N/d; spectral norm "
+                                                      "of the decoder"))),
 ]}
 
 #: The systems of the paper's Table 1 (BN-AE is its section 5.2's ablation).
@@ -356,8 +341,7 @@ def settings_table(dataset: str = "mnist", names: tuple[str, ...] | None = None)
     rows = []
     for name in names or tuple(CONV):
         s = CONV[name]
-        table = (s.weights.get(dataset) or s.weights.get("mnist" if dataset == "fashion-mnist"
-                                                         else "", None) or s.weights.get("*", {}))
+        table = s._weights_on(dataset)
         rows.append({"model": name, "bottleneck": s.bottleneck, "minimises": s.summary,
                      "weights": ", ".join(f"{k} {w.value:g}" for k, w in table.items()
                                           if w.value) or "–",
