@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import math
+import operator
 import os
 import re
 from collections.abc import Mapping
@@ -33,21 +34,8 @@ import numpy as np
 from entropic_ae._checks import is_integer, is_real
 
 __all__ = [
-    "COMMON",
-    "SCHEMAS",
-    "Bool",
-    "Choice",
-    "Device",
-    "Float",
-    "Int",
-    "ListOf",
-    "MappingOf",
-    "Optional",
-    "ParameterError",
-    "PathStr",
-    "TupleOf",
-    "Spec",
-    "check_parameters",
+    "COMMON", "SCHEMAS", "Bool", "Choice", "Device", "Float", "Int", "ListOf", "MappingOf",
+    "Optional", "ParameterError", "PathStr", "TupleOf", "Spec", "check_parameters",
 ]
 
 
@@ -76,53 +64,52 @@ class Spec:
         return ParameterError(f"must be {self.describe()}")
 
 
-def _bounds(pairs: list[tuple[str, float | None]]) -> str:
-    parts = [f"{op} {bound:g}" for op, bound in pairs if bound is not None]
-    return " and ".join(parts)
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
-class Int(Spec):
-    """An integer (Python or NumPy, never a bool or a float) with ``min <= value <= max``."""
+class _Bounded(Spec):
+    """A number within ``bounds``: (operator, bound) pairs, a bound of None being no bound."""
 
-    def __init__(self, min: int | None = None, max: int | None = None) -> None:
-        self.min, self.max = min, max
+    noun = unbounded = ""
+    bounds: tuple[tuple[str, float | None], ...] = ()
 
     def describe(self) -> str:
-        bounds = _bounds([(">=", self.min), ("<=", self.max)])
-        return f"an int {bounds}" if bounds else "an int"
+        text = " and ".join(f"{op} {bound:g}" for op, bound in self.bounds if bound is not None)
+        return f"{self.noun} {text}" if text else self.unbounded
+
+    def _within(self, value: float) -> bool:
+        return all(bound is None or _OPS[op](value, bound) for op, bound in self.bounds)
+
+
+class Int(_Bounded):
+    """An integer (Python or NumPy, never a bool or a float) with ``min <= value <= max``."""
+
+    noun = unbounded = "an int"
+
+    def __init__(self, min: int | None = None, max: int | None = None) -> None:
+        self.min, self.max, self.bounds = min, max, ((">=", min), ("<=", max))
 
     def clean(self, value: Any) -> int:
-        if not is_integer(value):
+        if not is_integer(value) or not self._within(int(value)):
             raise self._fail()
-        value = int(value)
-        if (self.min is not None and value < self.min) or (self.max is not None
-                                                           and value > self.max):
-            raise self._fail()
-        return value
+        return int(value)
 
 
-class Float(Spec):
+class Float(_Bounded):
     """A finite real number (ints and NumPy scalars accepted, not bools) within the bounds
     ``gt`` (>), ``ge`` (>=), ``lt`` (<), ``le`` (<=) that are given; returned as a ``float``."""
+
+    noun, unbounded = "a number", "a finite number"
 
     def __init__(self, gt: float | None = None, ge: float | None = None,
                  lt: float | None = None, le: float | None = None) -> None:
         self.gt, self.ge, self.lt, self.le = gt, ge, lt, le
-
-    def describe(self) -> str:
-        bounds = _bounds([(">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le)])
-        return f"a number {bounds}" if bounds else "a finite number"
+        self.bounds = ((">", gt), (">=", ge), ("<", lt), ("<=", le))
 
     def clean(self, value: Any) -> float:
-        if not is_real(value) or not math.isfinite(value):
+        if not is_real(value) or not math.isfinite(value) or not self._within(float(value)):
             raise self._fail()
-        value = float(value)
-        if ((self.gt is not None and not value > self.gt)
-                or (self.ge is not None and not value >= self.ge)
-                or (self.lt is not None and not value < self.lt)
-                or (self.le is not None and not value <= self.le)):
-            raise self._fail()
-        return value
+        return float(value)
 
 
 class Bool(Spec):

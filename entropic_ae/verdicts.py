@@ -44,24 +44,9 @@ from scipy import stats
 from entropic_ae._checks import check_int, check_real
 
 __all__ = [
-    "HOLDS",
-    "NOT_HOLDS",
-    "UNDECIDED",
-    "VERDICTS",
-    "Decision",
-    "claim_id_from",
-    "claim_row",
-    "claim_sentence",
-    "decide",
-    "false_verdict_rate",
-    "flip_probabilities",
-    "holm",
-    "mean_sd",
-    "mean_sd_table",
-    "summarise",
-    "verdict_phrase",
-    "welch_p_value",
-    "with_holm",
+    "HOLDS", "NOT_HOLDS", "UNDECIDED", "VERDICTS", "Decision", "claim_id_from", "claim_row",
+    "claim_sentence", "decide", "false_verdict_rate", "flip_probabilities", "holm", "mean_sd",
+    "mean_sd_table", "summarise", "verdict_phrase", "welch_p_value", "with_holm",
 ]
 
 HOLDS, NOT_HOLDS, UNDECIDED = "holds", "does not hold", "undecided"
@@ -97,6 +82,11 @@ def _values(name: str, values: Sequence[float]) -> np.ndarray:
     return arr
 
 
+def _verdict(effect: Any, spread: Any) -> np.ndarray:
+    """The rule, elementwise: HOLDS where effect > spread, NOT_HOLDS where effect < -spread."""
+    return np.where(effect > spread, HOLDS, np.where(effect < -spread, NOT_HOLDS, UNDECIDED))
+
+
 def decide(a: Sequence[float], b: Sequence[float], lower_is_better: bool = True,
            k: float = 2.0, floor: float = 0.0) -> Decision:
     r"""The verdict on "A is better than B" from per-seed values ``a`` and ``b``: effect
@@ -113,14 +103,9 @@ def decide(a: Sequence[float], b: Sequence[float], lower_is_better: bool = True,
     effect = (mean_b - mean_a) if lower_is_better else (mean_a - mean_b)
     floor = check_real("floor", floor, ge=0)
     spread = max(k * math.sqrt((xa.var(ddof=1) + xb.var(ddof=1)) / 2.0), floor)
-    if effect > spread:
-        verdict = HOLDS
-    elif effect < -spread:
-        verdict = NOT_HOLDS
-    else:
-        verdict = UNDECIDED
-    return Decision(verdict, effect, spread, mean_a, mean_b, int(xa.size), int(xb.size),
-                    float(xa.std(ddof=1)), float(xb.std(ddof=1)), welch_p_value(xa, xb))
+    return Decision(str(_verdict(effect, spread)), effect, spread, mean_a, mean_b, int(xa.size),
+                    int(xb.size), float(xa.std(ddof=1)), float(xb.std(ddof=1)),
+                    welch_p_value(xa, xb))
 
 
 def welch_p_value(a: Sequence[float], b: Sequence[float]) -> float:
@@ -245,15 +230,6 @@ def claim_row(table: pd.DataFrame, claim: str, better: Mapping[str, Any],
             "seeds": min(d.n_a, d.n_b), "p_value": d.p_value, "floor": float(floor)}
 
 
-def _row_sds(row: Mapping[str, Any], k: float) -> tuple[float, float]:
-    """The seed standard deviations of a claims row; from its spread (both equal to
-    spread / k) when the row has none."""
-    sds = row.get("sd_better"), row.get("sd_worse")
-    if all(v is not None and np.isfinite(v) for v in sds):
-        return float(sds[0]), float(sds[1])
-    return float(row["spread"]) / k, float(row["spread"]) / k
-
-
 def flip_probabilities(claims: pd.DataFrame, draws: int = 2000, seed: int = 0,
                        k: float = 2.0) -> pd.Series:
     r"""For each row of a claims table, the probability that a rerun with new seeds gives
@@ -280,7 +256,10 @@ def flip_probabilities(claims: pd.DataFrame, draws: int = 2000, seed: int = 0,
     out = []
     for _, row in claims.iterrows():
         n = check_int("seeds", int(row["seeds"]), minimum=2)
-        sd_a, sd_b = _row_sds(row, k)
+        sds = row.get("sd_better"), row.get("sd_worse")  # without them: both spread / k
+        if not all(v is not None and np.isfinite(v) for v in sds):
+            sds = (float(row["spread"]) / k,) * 2
+        sd_a, sd_b = float(sds[0]), float(sds[1])
         a = rng.normal(row["mean_better"], sd_a, size=(draws, n))
         b = rng.normal(row["mean_worse"], sd_b, size=(draws, n))
         # the direction: effect = +(b - a) when lower is better, which the row's sign tells
@@ -289,9 +268,7 @@ def flip_probabilities(claims: pd.DataFrame, draws: int = 2000, seed: int = 0,
         effect = sign * (b.mean(1) - a.mean(1))
         floor = float(row["floor"]) if "floor" in row and np.isfinite(row["floor"]) else 0.0
         spread = np.maximum(k * np.sqrt((a.var(1, ddof=1) + b.var(1, ddof=1)) / 2.0), floor)
-        verdict = np.where(effect > spread, HOLDS, np.where(effect < -spread, NOT_HOLDS,
-                                                            UNDECIDED))
-        out.append(float((verdict != row["verdict"]).mean()))
+        out.append(float((_verdict(effect, spread) != row["verdict"]).mean()))
     return pd.Series(out, index=claims.index, name="flip_probability")
 
 
@@ -332,14 +309,9 @@ def summarise(claims: pd.DataFrame, subject: str) -> str:
     if claims.empty:
         return f"No comparisons of {subject} could be made."
     counts = claims["verdict"].value_counts()
-    parts = []
-    for verdict in VERDICTS:
-        n = int(counts.get(verdict, 0))
-        if n:
-            verb = {HOLDS: "hold" if n > 1 else "holds",
-                    NOT_HOLDS: "do not hold" if n > 1 else "does not hold",
-                    UNDECIDED: "are undecided" if n > 1 else "is undecided"}[verdict]
-            parts.append(f"{n} {verb}")
+    plural = {HOLDS: "hold", NOT_HOLDS: "do not hold", UNDECIDED: "are undecided"}
+    parts = [f"{n} {plural[v] if n > 1 else verdict_phrase(v)}" for v in VERDICTS
+             if (n := int(counts.get(v, 0)))]
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     total = len(claims)
     noun = "comparison" if total == 1 else "comparisons"
@@ -366,22 +338,15 @@ def mean_sd_table(table: pd.DataFrame, index: str | Sequence[str],
     if value not in table.columns:
         raise ValueError(f"the table has no column {value!r}")
     index = [index] if isinstance(index, str) else list(index)
-    if columns is None:
-        cells = table.groupby(index, sort=False)[value].agg(lambda v: mean_sd(v, digits))
-        if order:
-            for level, name in enumerate(index):
-                if name in order:
-                    labels = [v for v in order[name] if v in cells.index.get_level_values(level)]
-                    cells = cells.reindex(labels, level=level if len(index) > 1 else None)
-        return cells.to_frame(value)
-    columns = [columns] if isinstance(columns, str) else list(columns)
-    cells = (table.groupby(index + columns, sort=False)[value]
-             .agg(lambda v: mean_sd(v, digits)).unstack(columns))
-    for axis, names in (("index", index), ("columns", columns)):
+    cols = [] if columns is None else [columns] if isinstance(columns, str) else list(columns)
+    cells = table.groupby(index + cols, sort=False)[value].agg(lambda v: mean_sd(v, digits))
+    if columns is not None:
+        cells = cells.unstack(cols)
+    for axis, names in (("index", index), ("columns", cols)):
         for level, name in enumerate(names):
             if order and name in order:
                 labels = [v for v in order[name]
                           if v in getattr(cells, axis).get_level_values(level)]
                 cells = cells.reindex(labels, axis=axis, level=level if len(names) > 1
                                       else None)
-    return cells.fillna("–")
+    return cells.to_frame(value) if columns is None else cells.fillna("–")

@@ -6,9 +6,7 @@ Importing this package changes no global style. Every plotting function returns 
 ``D`` a perfect square (read as ``1×√D×√D``), as torch tensors or NumPy arrays; values are
 shown on a fixed [0, 1] scale (clipped).
 
-Units are selected everywhere by one rule (:func:`select_units`): a list of indices, or a
-boolean array/tensor/Series as a mask; a Python list of booleans is refused, since Python
-reads ``False``/``True`` as the indices 0 and 1.
+Units are selected everywhere by one rule, :func:`select_units` (indices, or a boolean mask).
 
 The modules: ``images`` (grids, reconstructions), ``sweeps`` (latent sweeps), ``curves``
 (per-unit bars, training and validation curves), ``widths`` (the width comparison: the Pareto
@@ -24,16 +22,8 @@ from .sweeps import STATIC_SWEEP_NOTE, interactive_sweep, latent_sweep
 from .widths import layer_widths, pareto_figure
 
 __all__ = [
-    "STATIC_SWEEP_NOTE",
-    "activity_bars",
-    "image_grid",
-    "interactive_sweep",
-    "latent_sweep",
-    "layer_widths",
-    "pareto_figure",
-    "reconstructions",
-    "select_units",
-    "training_curves",
+    "STATIC_SWEEP_NOTE", "activity_bars", "image_grid", "interactive_sweep", "latent_sweep",
+    "layer_widths", "pareto_figure", "reconstructions", "select_units", "training_curves",
     "validation_curves",
 ]
 

@@ -87,6 +87,22 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
     return fig, new_ax
 
 
+def _finish(ax: Axes, xlabel: str, ylabel: str, logy: bool, title: str | None,
+            integer_x: bool = False) -> None:
+    """Axis labels, a log y axis if asked, the title if there is one, and integer x ticks (epochs)
+    if asked."""
+    if integer_x:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+
+
 def _show(ax: Axes, canvas: np.ndarray, cmap: str) -> None:
     if canvas.shape[-1] == 1:
         ax.imshow(canvas[..., 0], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -94,10 +110,6 @@ def _show(ax: Axes, canvas: np.ndarray, cmap: str) -> None:
         ax.imshow(canvas, interpolation="nearest")
     for spine in ax.spines.values():
         spine.set_visible(False)
-
-
-def _is_bool_dtype(dtype: Any) -> bool:
-    return dtype == torch.bool or (isinstance(dtype, np.dtype) and dtype == np.bool_)
 
 
 def select_units(units: Any, n_units: int, name: str = "units") -> list[int]:
@@ -114,38 +126,35 @@ def select_units(units: Any, n_units: int, name: str = "units") -> list[int]:
     units 0 and 1 over and over. Floats, repeated indices, indices out of range and an empty
     selection are refused too.
     """
-    if isinstance(n_units, bool) or not is_integer(n_units) or n_units < 1:
+    if not is_integer(n_units) or n_units < 1:
         raise ValueError(f"the number of units must be a positive int, got {n_units!r}")
     n_units = int(n_units)
     if units is None:
         return list(range(n_units))
-    if isinstance(units, (str, bytes)) or isinstance(units, (bool, np.bool_)) \
-            or is_integer(units):
+    if isinstance(units, (str, bytes, bool, np.bool_)) or is_integer(units):
         raise TypeError(f"{name} must be indices (a list of ints) or a boolean mask "
                         f"(array/tensor), got {type(units).__name__} {units!r}")
-    if isinstance(units, (list, tuple)):
+    if isinstance(units, (list, tuple, range)):
         if any(isinstance(u, (bool, np.bool_)) for u in units):
             raise TypeError(
                 f"{name} is a {type(units).__name__} holding booleans, which Python reads as "
                 "the indices 0 and 1; pass indices (e.g. [0, 3, 7]) or a boolean NumPy "
                 "array/torch tensor/pandas Series as a mask")
         values = list(units)
-    elif isinstance(units, range):
-        values = list(units)
     else:
         arr = units.detach().cpu().numpy() if isinstance(units, torch.Tensor) \
             else np.asarray(units)
         if arr.ndim != 1:
             raise ValueError(f"{name} must be 1-d, got shape {arr.shape}")
-        if _is_bool_dtype(arr.dtype):
+        if arr.dtype == np.bool_:
             if arr.shape != (n_units,):
                 raise ValueError(f"a boolean {name} mask must have shape ({n_units},), got "
                                  f"{arr.shape}")
-            values = [int(i) for i in np.flatnonzero(arr)]
+            values = np.flatnonzero(arr).tolist()
             if not values:
                 raise ValueError(f"the boolean {name} mask selects no unit (all False)")
         elif np.issubdtype(arr.dtype, np.integer):
-            values = [int(i) for i in arr]
+            values = arr.tolist()
         else:
             raise TypeError(f"{name} must hold integer indices or be a boolean mask, got "
                             f"dtype {arr.dtype}")

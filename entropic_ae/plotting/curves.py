@@ -10,7 +10,7 @@ import numpy as np
 
 from entropic_ae._checks import check_real
 
-from ._common import _new_axes, _to_numpy, select_units
+from ._common import _finish, _new_axes, _to_numpy, select_units
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -100,15 +100,12 @@ def training_curves(
 ) -> Figure:
     """One line per term against the (1-based) epoch, from a :class:`~entropic_ae.training.History`,
     its ``to_dict()``, or a mapping ``{term: per-epoch values}``. Default: every term."""
-    if hasattr(history, "terms") and isinstance(history.terms, Mapping):
-        series: Mapping[str, Any] = history.terms
-    elif isinstance(history, Mapping) and "terms" in history and isinstance(history["terms"],
-                                                                            Mapping):
-        series = history["terms"]
-    elif isinstance(history, Mapping):
-        series = history
-    else:
-        raise TypeError(f"history must be a History or a mapping, got {type(history).__name__}")
+    series = getattr(history, "terms", None)
+    if not isinstance(series, Mapping):
+        if not isinstance(history, Mapping):
+            raise TypeError(f"history must be a History or a mapping, got "
+                            f"{type(history).__name__}")
+        series = history["terms"] if isinstance(history.get("terms"), Mapping) else history
     names = list(series) if terms is None else list(terms)
     missing = [n for n in names if n not in series]
     if missing:
@@ -124,21 +121,9 @@ def training_curves(
             raise ValueError(f"logy needs positive values, but {name!r} has min {y.min():g}")
         ax.plot(np.arange(1, y.size + 1), y, marker="o" if y.size <= 30 else None,
                 markersize=3, label=name)
-    ax.xaxis.set_major_locator(_integer_ticks())
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("value")
-    if logy:
-        ax.set_yscale("log")
     ax.legend(fontsize="small", frameon=False)
-    if title:
-        ax.set_title(title)
+    _finish(ax, "epoch", "value", logy, title, integer_x=True)
     return fig
-
-
-def _integer_ticks() -> Any:
-    from matplotlib.ticker import MaxNLocator
-
-    return MaxNLocator(integer=True)
 
 
 def _curve(name: str, values: Any) -> np.ndarray:
@@ -151,16 +136,6 @@ def _curve(name: str, values: Any) -> np.ndarray:
     if not np.isfinite(y).all():
         raise ValueError(f"curve {name!r} contains NaN or inf")
     return y
-
-
-def _finish(ax: Axes, xlabel: str, ylabel: str, logy: bool, title: str | None) -> None:
-    """Axis labels, a log y axis if asked, and the title if there is one."""
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    if title:
-        ax.set_title(title)
 
 
 def validation_curves(
@@ -203,14 +178,12 @@ def validation_curves(
     fig, ax = _new_axes(ax, (5.5, 3.4))
     for run, y in series.items():
         ax.plot(np.arange(1, y.size + 1), y, color=colour[methods[run]], alpha=0.8,
-                linewidth=1.2, marker="o" if y.size <= 30 else None, markersize=2.5,
-                label=str(run))
+                linewidth=1.2, marker="o" if y.size <= 30 else None, markersize=2.5, label=str(run))
     from matplotlib.lines import Line2D
 
     counts = {m: sum(methods[run] == m for run in curves) for m in order}
     handles = [Line2D([], [], color=colour[m], label=f"{m} ({counts[m]} run"
                       f"{'' if counts[m] == 1 else 's'})") for m in order]
     ax.legend(handles=handles, fontsize="small", frameon=False)
-    ax.xaxis.set_major_locator(_integer_ticks())
-    _finish(ax, xlabel, ylabel, logy, title)
+    _finish(ax, xlabel, ylabel, logy, title, integer_x=True)
     return fig

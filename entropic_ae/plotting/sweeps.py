@@ -57,12 +57,6 @@ def _base_code(base: Any, latent_dim: int, device: torch.device) -> tuple[torch.
     return vec, "given vector"
 
 
-def _check_units(units: Any, latent_dim: int) -> list[int]:
-    """``latent_dim`` checked, then the units by :func:`select_units` (indices or a mask)."""
-    latent_dim = check_int("latent_dim", latent_dim, minimum=1)
-    return select_units(units, latent_dim)
-
-
 def _check_values(values: Any) -> list[float]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray
                                                           | torch.Tensor):
@@ -115,7 +109,7 @@ def latent_sweep(
     """
     if not callable(decode):
         raise TypeError("decode must be callable: codes (B×latent_dim) -> images")
-    unit_list = _check_units(units, latent_dim)
+    unit_list = select_units(units, check_int("latent_dim", latent_dim, minimum=1))
     vals = _check_values(values)
     dev = _decoder_device(decode, base, device)
     base_vec, default_name = _base_code(base, latent_dim, dev)
@@ -178,8 +172,7 @@ def _sweep_box_class() -> type:
     return SweepBox
 
 
-def _static_sweep_html(png: bytes, units: Sequence[int], values: Sequence[float],
-                       note: str) -> str:
+def _static_sweep_html(png: bytes, units: Sequence[int], values: Sequence[float], note: str) -> str:
     start = ", ".join(f"z[{u}] = {v:.2f}" for u, v in zip(units, values, strict=True))
     data = base64.b64encode(png).decode("ascii")
     return (
@@ -228,7 +221,7 @@ def interactive_sweep(
                         f"{type(static_note).__name__}")
     if not callable(decode):
         raise TypeError("decode must be callable: codes (B×latent_dim) -> images")
-    unit_list = _check_units(units, latent_dim)
+    unit_list = select_units(units, check_int("latent_dim", latent_dim, minimum=1))
     if len(value_range) != 2 or not value_range[0] < value_range[1]:
         raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
     if not step > 0:
@@ -238,15 +231,11 @@ def interactive_sweep(
     dev = _decoder_device(decode, base, device)
     base_vec, base_name = _base_code(base, latent_dim, dev)
     lo, hi = float(value_range[0]), float(value_range[1])
-
-    sliders = [
-        widgets.FloatSlider(
-            value=float(min(max(base_vec[u].item(), lo), hi)), min=lo, max=hi, step=step,
-            description=f"z[{u}]", continuous_update=True, readout_format=".2f",
-            layout=widgets.Layout(width="320px"),
-        )
-        for u in unit_list
-    ]
+    start = [float(min(max(base_vec[u].item(), lo), hi)) for u in unit_list]
+    sliders = [widgets.FloatSlider(value=v, min=lo, max=hi, step=step, description=f"z[{u}]",
+                                   continuous_update=True, readout_format=".2f",
+                                   layout=widgets.Layout(width="320px"))
+               for u, v in zip(unit_list, start, strict=True)]
 
     def render() -> bytes:
         z = base_vec.clone()
@@ -262,8 +251,8 @@ def interactive_sweep(
         image.value = render()
 
     def on_reset(_button: Any) -> None:
-        for u, s in zip(unit_list, sliders, strict=True):
-            s.value = float(min(max(base_vec[u].item(), lo), hi))
+        for s, v in zip(sliders, start, strict=True):
+            s.value = v
 
     for s in sliders:
         s.observe(update, names="value")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._common import _new_axes
+from ._common import _finish, _new_axes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,13 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["layer_widths", "pareto_figure"]
 
 _MARKERS = "osD^vP*Xh<>"
-
-
-def _keys(by: str | Sequence[str]) -> list[str]:
-    keys = [by] if isinstance(by, str) else list(by)
-    if not keys:
-        raise ValueError("by must name at least one column")
-    return keys
 
 
 def pareto_figure(
@@ -53,7 +46,9 @@ def pareto_figure(
     """
     from entropic_ae.width_learning import pareto_table
 
-    keys = _keys(by)
+    keys = [by] if isinstance(by, str) else list(by)
+    if not keys:
+        raise ValueError("by must name at least one column")
     table = pareto_table(runs, keys, units, mse)
     if logy and (table["mse_mean"] <= 0).any():
         raise ValueError("logy needs positive mean MSEs")
@@ -73,13 +68,8 @@ def pareto_figure(
     stair.set_gid("pareto-frontier")
     ring = ax.scatter(xs, ys, s=140, facecolors="none", edgecolors="k", linewidths=1, zorder=3)
     ring.set_gid("frontier-points")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
     ax.legend(fontsize="small", frameon=False)
-    if title:
-        ax.set_title(title)
+    _finish(ax, xlabel, ylabel, logy, title)
     return fig
 
 
@@ -88,11 +78,10 @@ def _layer_values(widths: Any, layers: list[int]) -> list[float]:
         missing = [l for l in layers if l not in widths]
         if missing:
             raise ValueError(f"widths has no entry for the layers {missing}")
-        return [float(widths[l]) for l in layers]
-    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+    elif isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
         raise TypeError(f"widths must be a mapping layer -> width or a sequence indexed by "
                         f"layer, got {type(widths).__name__}")
-    if max(layers) >= len(widths):
+    elif max(layers) >= len(widths):
         raise ValueError(f"widths has {len(widths)} entries but the layers go up to "
                          f"{max(layers)}")
     return [float(widths[l]) for l in layers]
