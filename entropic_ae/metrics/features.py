@@ -29,22 +29,19 @@ def image_features(images: torch.Tensor, feature_extractor: FeatureExtractor,
     if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     batch_size = int(batch_size)
-    device = None
-    was_training = False
-    if isinstance(feature_extractor, nn.Module):
-        first = next(feature_extractor.parameters(), None)
-        device = first.device if first is not None else None
-        was_training = feature_extractor.training
-        feature_extractor.eval()
+    module = feature_extractor if isinstance(feature_extractor, nn.Module) else None
+    first = next(module.parameters(), None) if module is not None else None
+    device = first.device if first is not None else None  # x.to(None) is x itself
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
     try:
-        out = []
-        for i in range(0, len(images), batch_size):
-            xb = images[i:i + batch_size]
-            feats = feature_extractor(xb.to(device) if device is not None else xb)
-            out.append(torch.as_tensor(feats).reshape(len(xb), -1).float().cpu())
+        batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
+        out = [torch.as_tensor(feature_extractor(xb.to(device))).reshape(len(xb), -1).float().cpu()
+               for xb in batches]
     finally:
-        if isinstance(feature_extractor, nn.Module):
-            feature_extractor.train(was_training)
+        if module is not None:
+            module.train(was_training)
     return torch.cat(out)
 
 

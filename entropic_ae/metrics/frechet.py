@@ -19,19 +19,15 @@ def _as_float64_features(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     return x
 
 
-def _covariance_tolerance(dtype: np.dtype) -> float:
-    """Relative tolerance for the asymmetry and the negative eigenvalues of a covariance given
-    in ``dtype``: 1000 machine epsilons, of float32 at least (a covariance computed in float32
-    and converted keeps float32's rounding noise), so 1.2e-4 for float32 and float64."""
+def _check_covariance(name: str, s: np.ndarray, dtype: np.dtype) -> None:
+    """ValueError unless ``s`` is symmetric and positive semi-definite, both within a tolerance
+    relative to its scale (largest absolute entry; largest absolute eigenvalue): 1000 machine
+    epsilons of ``dtype`` (the one it was given in), of float32 at least (a covariance computed
+    in float32 and converted keeps float32's rounding noise), at most 1e-2."""
     eps = float(np.finfo(np.float32).eps)
     if np.issubdtype(dtype, np.floating):
         eps = max(eps, float(np.finfo(dtype).eps))
-    return min(1e-2, 1000.0 * eps)
-
-
-def _check_covariance(name: str, s: np.ndarray, tol: float) -> None:
-    """ValueError unless ``s`` is symmetric and positive semi-definite, both within ``tol``
-    relative to its scale (largest absolute entry; largest absolute eigenvalue)."""
+    tol = min(1e-2, 1000.0 * eps)
     scale = float(np.abs(s).max()) if s.size else 0.0
     asym = float(np.abs(s - s.T).max()) if s.size else 0.0
     if asym > tol * scale:
@@ -66,18 +62,17 @@ def gaussian_frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarr
     1000 float32 epsilons, 1.2e-4, of their largest entry / eigenvalue); anything else, e.g.
     :math:`-5I`, raises ``ValueError`` instead of returning a meaningless distance.
     """
-    tols = [_covariance_tolerance(np.asarray(s).dtype) for s in (sigma1, sigma2)]
+    dtypes = [np.asarray(s).dtype for s in (sigma1, sigma2)]
     mu1, mu2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
     s1, s2 = np.asarray(sigma1, dtype=np.float64), np.asarray(sigma2, dtype=np.float64)
     f = mu1.shape[0]
     if mu1.shape != (f,) or mu2.shape != (f,) or s1.shape != (f, f) or s2.shape != (f, f):
         raise ValueError(f"need means (F,) and covariances (F, F) of one size; got "
                          f"{mu1.shape}, {s1.shape}, {mu2.shape}, {s2.shape}")
-    for arr in (mu1, mu2, s1, s2):
-        if not np.isfinite(arr).all():
-            raise ValueError("means and covariances must be finite")
-    _check_covariance("sigma1", s1, tols[0])
-    _check_covariance("sigma2", s2, tols[1])
+    if not all(np.isfinite(arr).all() for arr in (mu1, mu2, s1, s2)):
+        raise ValueError("means and covariances must be finite")
+    _check_covariance("sigma1", s1, dtypes[0])
+    _check_covariance("sigma2", s2, dtypes[1])
     root1 = _psd_sqrt(s1)
     middle = root1 @ s2 @ root1
     vals = np.linalg.eigvalsh((middle + middle.T) / 2)
@@ -94,7 +89,7 @@ def frechet_distance(x_features: torch.Tensor | np.ndarray,
     - 2(\Sigma_x\Sigma_y)^{1/2})` with sample means and (unbiased) covariances, in float64.
 
     With Inception-v3 pool features this is the FID (Heusel et al. 2017); the book uses the
-    features of a small digit classifier, see :func:`feature_network`.
+    features of a small digit classifier, see :func:`~entropic_ae.models.lenet.feature_network`.
     """
     x = _as_float64_features(x_features, "x_features")
     y = _as_float64_features(y_features, "y_features")
@@ -110,15 +105,11 @@ def frechet_distance_images(generated: torch.Tensor, reference: torch.Tensor,
     """Fréchet distance between images in the feature space of ``feature_extractor``.
 
     ``generated`` and ``reference`` are images (N, C, H, W); ``reference`` may also be features
-    (M, F) computed once with :func:`image_features`. Any extractor works, e.g. this module's
-    :class:`LeNetFeatures` for grey digits, or for the standard FID on CIFAR-10/CelebA
-    Inception-v3's 2048-d pool features (``torchmetrics``'
-    ``FrechetInceptionDistance`` wraps them; it needs the Inception weights, which must be
-    downloaded).
+    (M, F) computed once with :func:`image_features`. Any extractor works, e.g.
+    :class:`~entropic_ae.models.lenet.LeNetFeatures` for grey digits, or for the standard FID
+    Inception-v3's 2048-d pool features (:func:`inception_feature_extractor`, a download).
     """
     gen = image_features(generated, feature_extractor, batch_size)
-    if isinstance(reference, torch.Tensor) and reference.dim() == 2:
-        ref = reference
-    else:
-        ref = image_features(reference, feature_extractor, batch_size)
-    return frechet_distance(gen, ref)
+    if not (isinstance(reference, torch.Tensor) and reference.dim() == 2):
+        reference = image_features(reference, feature_extractor, batch_size)
+    return frechet_distance(gen, reference)

@@ -28,21 +28,15 @@ def _as_code_matrix(codes: torch.Tensor) -> torch.Tensor:
     return codes
 
 
-def _check_n_and_seed(n: object, seed: object) -> tuple[int, int]:
+def _subsample(z: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """At most ``n`` rows of ``z``, drawn without replacement with a generator seeded ``seed``."""
     if not is_integer(n) or n < 3:
         raise ValueError(f"n must be an int >= 3, got {n!r}")
     if not is_integer(seed) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    return int(n), int(seed)
-
-
-def _subsample(z: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    """At most ``n`` rows of ``z``, drawn without replacement with a generator seeded ``seed``."""
-    n, seed = _check_n_and_seed(n, seed)
-    if len(z) > n:
-        idx = torch.randperm(len(z), generator=torch.Generator().manual_seed(int(seed)))[:int(n)]
-        z = z[idx]
-    return z
+    if len(z) <= n:
+        return z
+    return z[torch.randperm(len(z), generator=torch.Generator().manual_seed(int(seed)))[:int(n)]]
 
 
 def wishart_log_det_bias(n: int, d: int) -> float:
@@ -50,8 +44,7 @@ def wishart_log_det_bias(n: int, d: int) -> float:
     :math:`\hat\Sigma` of ``n`` Gaussian draws in ``d`` dimensions:
     :math:`\sum_{i=1}^d \psi(\tfrac{n-i}2) + d\log 2 - d\log(n-1)`, since
     :math:`(n-1)\hat\Sigma \sim \mathrm{Wishart}_d(\Sigma, n-1)` (about :math:`-d(d+1)/(2n)`)."""
-    if isinstance(n, bool) or isinstance(d, bool) or not isinstance(n, int | np.integer) \
-            or not isinstance(d, int | np.integer) or d < 1 or n <= d:
+    if not (is_integer(n) and is_integer(d)) or d < 1 or n <= d:
         raise ValueError(f"need ints d >= 1 and n > d, got n={n!r}, d={d!r}")
     psi = special.digamma((int(n) - np.arange(1, int(d) + 1)) / 2.0).sum()
     return float(psi + d * math.log(2.0) - d * math.log(n - 1.0))
@@ -115,18 +108,6 @@ def _marginal_negentropy(y: np.ndarray, m: int | None) -> float:
     the m-spacing estimate :math:`\hat h`."""
     h = m_spacing_entropy(torch.from_numpy(np.ascontiguousarray(_standardise(y))), m).numpy()
     return float((0.5 * math.log(2.0 * math.pi * math.e) - h).sum())
-
-
-def _kl_parts(z: np.ndarray, m: int | None, negentropy: bool = True) -> dict[str, float]:
-    """The terms of the first calibrated score for a float64 sample ``z`` (n × d): ``gaussian``
-    (the moment part) and, if ``negentropy``, ``non_gaussian`` (marginal negentropy of the
-    shrunk-ZCA-whitened code)."""
-    parts = {"gaussian": _moment_part(z)}
-    if math.isinf(parts["gaussian"]):
-        return {"gaussian": math.inf, "non_gaussian": math.inf}
-    if negentropy:
-        parts["non_gaussian"] = _marginal_negentropy(_whitened(_standardise(z)), m)
-    return parts
 
 
 FULL_DEPENDENCE_MAX_DIM = 32
@@ -220,14 +201,13 @@ def gaussianity_parts(codes: torch.Tensor, n: int = 2000, seed: int = 0, m: int 
         raise TypeError(f"full must be True, False or None, got {full!r}")
     moment = _moment_part(z)
     if math.isinf(moment):
-        return {"moment": math.inf, "marginal": math.inf, "dependence": math.inf,
-                "copula": math.inf, "knn": math.inf, "total": math.inf, "basis": "degenerate"}
+        keys = ("moment", "marginal", "dependence", "copula", "knn", "total")
+        return {**dict.fromkeys(keys, math.inf), "basis": "degenerate"}
     parts = _dependence(z, m, k, full, seed)
-    dependence = float(parts["copula"]) + float(parts["knn"])
-    total = moment + float(parts["marginal"]) + dependence
-    return {"moment": moment, "marginal": float(parts["marginal"]), "dependence": dependence,
-            "copula": float(parts["copula"]), "knn": float(parts["knn"]), "total": total,
-            "basis": str(parts["basis"])}
+    marginal, copula, knn = (float(parts[key]) for key in ("marginal", "copula", "knn"))
+    dependence = copula + knn
+    return {"moment": moment, "marginal": marginal, "dependence": dependence, "copula": copula,
+            "knn": knn, "total": moment + marginal + dependence, "basis": str(parts["basis"])}
 
 
 def kl_to_standard_normal(codes: torch.Tensor, n: int = 2000, seed: int = 0,
@@ -255,26 +235,24 @@ def kl_to_standard_normal(codes: torch.Tensor, n: int = 2000, seed: int = 0,
     by about :math:`d\kappa/(2n)`: 0.01 nats of KL for a uniform product at :math:`d = 64`.
 
     *Negentropy* :math:`J` is affine invariant; :func:`gaussianity_parts` splits it into the
-    marginal negentropies of the coordinates of a basis (m-spacing estimates, bias below 0.002
-    nats per coordinate at :math:`n = 2000`) and the dependence between them. The candidate
-    bases: the standardized codes; the codes whitened with their Ledoit–Wolf-shrunk correlation
-    (:func:`shrunk_correlation`; whitening with the raw sample correlation mixes each coordinate
-    with :math:`O(\sqrt{d/n})` of the others and, measured at :math:`n = 2000`, hides 11 %
-    (:math:`d = 16`) to 33 % (:math:`d = 128`) of the non-Gaussianity of a uniform product);
-    up to :data:`FULL_DEPENDENCE_MAX_DIM` dimensions also a FastICA rotation of the latter
-    (at :math:`d = 64` it reports 1.2 nats of non-Gaussianity for exact Gaussian codes, 6 at
-    :math:`d = 128`, so it is not used there).
+    marginal negentropies in a basis (m-spacing estimates, bias below 0.002 nats per coordinate
+    at :math:`n = 2000`) and the dependence between them. Its whitening shrinks the correlation
+    (:func:`shrunk_correlation`): the raw sample correlation mixes each coordinate with
+    :math:`O(\sqrt{d/n})` of the others and, at :math:`n = 2000`, hides 11 % (:math:`d = 16`)
+    to 33 % (:math:`d = 128`) of the non-Gaussianity of a uniform product. Its FastICA basis
+    stops at :data:`FULL_DEPENDENCE_MAX_DIM` dimensions: at :math:`d = 64` it reports 1.2 nats
+    of non-Gaussianity for exact Gaussian codes, 6 at :math:`d = 128`.
 
     Accuracy at :math:`n = 2000` (tests): within :math:`\max(0.35, 25\,\%)` of the exact value
     for :math:`\mathcal N(0, I)`, correlated and scaled Gaussians and standardized uniform,
     Laplace, Student-t and two-bump products at :math:`d = 16` and :math:`64`; for non-product
     distributions see :func:`gaussianity_parts`. Above :data:`FULL_DEPENDENCE_MAX_DIM`
-    dimensions (or with ``full=False``) the dependence part is the copula term alone, and the
-    score is a lower bound blind to dependence beyond correlation structure (codes uniform on a
-    sphere, a rotated product). A degenerate sample (a constant or collinear code dimension: a
-    standard deviation below :math:`10^{-12}` of the largest value, or a correlation eigenvalue
-    below :math:`10^{-12}`) has :math:`\mathrm{KL} = +\infty`, which is returned. The estimate
-    is not clipped at 0, so near 0 it can be slightly negative.
+    dimensions (or with ``full=False``) the score is a lower bound blind to dependence beyond
+    correlation structure (codes uniform on a sphere, a rotated product). A degenerate sample (a
+    constant or collinear code dimension: a standard deviation below :math:`10^{-12}` of the
+    largest value, or a correlation eigenvalue below :math:`10^{-12}`) has
+    :math:`\mathrm{KL} = +\infty`, which is returned. The estimate is not clipped at 0, so near
+    0 it can be slightly negative.
     """
     return float(gaussianity_parts(codes, n=n, seed=seed, m=m, full=full)["total"])
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import torch
 
-from entropic_ae._checks import is_real
+from entropic_ae._checks import check_real
 
 __all__ = ["ablation_active_units", "active_units", "unit_ablation"]
 
@@ -27,12 +27,7 @@ def active_units(codes: torch.Tensor, threshold: float = 0.01) -> int:
         raise ValueError(f"codes must have shape (N, d), got {tuple(codes.shape)}")
     if codes.shape[0] < 2:
         raise ValueError("need at least two codes to measure a variance")
-    if not is_real(threshold):
-        raise TypeError(f"threshold must be a finite number >= 0, got "
-                        f"{type(threshold).__name__}")
-    if not math.isfinite(threshold) or threshold < 0:
-        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
-    threshold = float(threshold)
+    threshold = check_real("threshold", threshold, ge=0.0)
     codes = codes.detach().to(torch.float64)
     if not torch.isfinite(codes).all():
         raise ValueError("codes contain NaN or infinite entries")
@@ -43,15 +38,10 @@ Encoder = Callable[[torch.Tensor], torch.Tensor]
 Decoder = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _check_batch_size(batch_size: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return batch_size
-
-
-def _squared_errors(decode: Decoder, codes: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    r"""Per-row :math:`\lVert \mathrm{decode}(z) - x\rVert^2` in float64 (rows of ``codes``
-    and ``x`` pair up; ``x`` is flat, one row per code)."""
+def _squared_errors(decode: Decoder, codes: torch.Tensor, x: torch.Tensor,
+                    what: str) -> torch.Tensor:
+    r"""Per-row :math:`\lVert \mathrm{decode}(z) - x\rVert^2` in float64 (``x`` flat, one row
+    per code); a ValueError naming ``what`` if one is not finite."""
     out = decode(codes)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"decode must return a torch.Tensor, got {type(out).__name__}")
@@ -60,7 +50,10 @@ def _squared_errors(decode: Decoder, codes: torch.Tensor, x: torch.Tensor) -> to
                          f"expected {codes.shape[0]} reconstructions of {x.shape[1]} values each "
                          "(the size of one input)")
     diff = out.reshape(out.shape[0], -1).to(torch.float64) - x.to(out.device, torch.float64)
-    return diff.pow(2).sum(1)
+    errors = diff.pow(2).sum(1)
+    if not torch.isfinite(errors).all():
+        raise ValueError(f"the {what} contain NaN or infinite entries")
+    return errors
 
 
 @torch.no_grad()
@@ -100,7 +93,8 @@ def unit_ablation(encode: Encoder, decode: Decoder, x: torch.Tensor,
     if x.dim() < 2 or x.shape[0] < 2:
         raise ValueError(f"x must hold at least two inputs, shape (N >= 2, ...), "
                          f"got {tuple(x.shape)}")
-    batch_size = _check_batch_size(batch_size)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     n = x.shape[0]
     chunks = []
     for i in range(0, n, batch_size):
@@ -128,22 +122,17 @@ def unit_ablation(encode: Encoder, decode: Decoder, x: torch.Tensor,
         z = codes[start:start + batch_size]
         xb = flat[start:start + batch_size]
         b = z.shape[0]
-        e0 = _squared_errors(decode, z, xb)
-        if not torch.isfinite(e0).all():
-            raise ValueError("the reconstructions contain NaN or infinite entries")
+        e0 = _squared_errors(decode, z, xb, "reconstructions")
         base += e0.sum().cpu()
         group = max(1, batch_size // b)  # ablated copies decoded per call
         for g in range(0, len(varying), group):
             units = varying[g:g + group]
             k = len(units)
             zz = z.unsqueeze(0).repeat(k, 1, 1)  # (k, b, d): copy i has unit units[i] ablated
-            idx = torch.arange(k, device=z.device)
             cols = torch.tensor(units, device=z.device)
-            zz[idx, :, cols] = mean[cols].unsqueeze(1)
-            ej = _squared_errors(decode, zz.reshape(k * b, d), xb.repeat(k, 1)).reshape(k, b)
-            if not torch.isfinite(ej).all():
-                raise ValueError("the reconstructions of ablated codes contain NaN or infinite "
-                                 "entries")
+            zz[torch.arange(k, device=z.device), :, cols] = mean[cols].unsqueeze(1)
+            ej = _squared_errors(decode, zz.reshape(k * b, d), xb.repeat(k, 1),
+                                 "reconstructions of ablated codes").reshape(k, b)
             rise[units] += (ej - e0).sum(1).cpu()
     if base > 0:
         return rise / base
@@ -160,8 +149,5 @@ def ablation_active_units(encode: Encoder, decode: Decoder, x: torch.Tensor,
     Invariant to rescaling ReLU units, zero for dead ones; see :func:`unit_ablation` for the
     arguments.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
-    if not math.isfinite(threshold) or threshold < 0:
-        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    threshold = check_real("threshold", threshold, ge=0.0)
     return int((unit_ablation(encode, decode, x, batch_size) > threshold).sum())
