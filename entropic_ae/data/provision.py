@@ -89,11 +89,18 @@ def _check_and_write(arrays: Mapping[str, np.ndarray], files: Mapping[str, bytes
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickler that rebuilds NumPy arrays and refuses every other global (no code execution)."""
 
-    # numpy.core (NumPy < 2) and numpy._core; _frombuffer: NumPy arrays at pickle protocol 5;
-    # _codecs.encode: how Python 3 writes bytes at pickle protocols 0-2
-    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")} | {
-        (f"numpy.{core}.{module}", name) for core in ("core", "_core") for module, name in (
-            ("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
+    # written out in full, so that what may be loaded is read at a glance (numpy.core: NumPy < 2)
+    _ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),  # NumPy arrays at pickle protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocols 0-2
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:

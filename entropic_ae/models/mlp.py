@@ -98,7 +98,8 @@ class MLPAutoencoder(nn.Module):
     gates:
         ``{layer: module}``: a module applied to the activations of a hidden layer,
         ``h_l = gate(act(W_l h_{l-1} + b_l))`` (``N×width -> N×width``), e.g.
-        :class:`~entropic_ae.width_learning.HardConcreteGate` (stochastic in training mode).
+        :class:`~entropic_ae.width_learning.HardConcreteGate` or
+        :class:`~entropic_ae.width_learning.NestedDropout` (both stochastic in training mode).
         Gated activations are the layer's output everywhere (see :meth:`decode_from`); the
         weight-based measures read ``linears`` only and do not see the gates. Default: no
         gates, and then no ``gates`` entries in the ``state_dict`` (old checkpoints load).
