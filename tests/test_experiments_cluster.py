@@ -134,14 +134,18 @@ def _worker_env() -> dict:
     from distributed import get_worker
 
     keys = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
+    timers = get_worker().periodic_callbacks
     return {**{k: os.environ.get(k) for k in keys}, "threads": torch.get_num_threads(),
-            "profiler": "profile" in get_worker().periodic_callbacks}
+            "profiler": "profile" in timers,
+            "timers_ms": {k: timers[k].callback_time
+                          for k in ("tick", "monitor", "memory_monitor")}}
 
 
 def test_the_local_cluster_gives_its_workers_one_thread_no_malloc_trim_no_profiler(monkeypatch):
     """Dask's default MALLOC_TRIM_THRESHOLD_ made training steps 1.7× slower in its workers
     (each run then tunes the allocator itself, entropic_ae._alloc); its statistical profiler
-    (a thread sampling every 10 ms) took time from the other worker."""
+    (a thread sampling every 10 ms) and its frequent housekeeping timers took time from the
+    other worker, in the workers and in the scheduler alike."""
     import os
 
     from entropic_ae.experiments import cluster
@@ -150,10 +154,14 @@ def test_the_local_cluster_gives_its_workers_one_thread_no_malloc_trim_no_profil
     cluster.shutdown()
     try:
         env = cluster._local_client(1).submit(_worker_env, pure=False).result()
+        scheduler = cluster._LOCAL["cluster"].scheduler.periodic_callbacks
+        scheduler_ms = {k: scheduler[k].callback_time for k in ("tick", "monitor")}
     finally:
         cluster.shutdown()
     assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1", "threads": 1,
-                   "profiler": False}
+                   "profiler": False,
+                   "timers_ms": {"tick": 500, "monitor": 2000, "memory_monitor": 1000}}
+    assert scheduler_ms == {"tick": 500, "monitor": 2000}
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536", "this process's environment kept"
 
 
