@@ -46,7 +46,10 @@ own (``CUDA_VISIBLE_DEVICES``). ``--scheduler serial`` runs them one after the o
 ``--scheduler ADDRESS`` (or ``$ENTROPIC_AE_SCHEDULER`` when neither option is given) sends
 them to an existing Dask cluster (Slurm, PBS, Kubernetes); its workers need this package and
 papermill, and must see ``OUT`` and the notebook (a shared file system). An unreachable address
-fails within a few seconds.
+fails within a few seconds. A run's kernel talks to papermill over local sockets in a temporary
+folder of its own (ZeroMQ's IPC transport), not TCP ports: jupyter_client picks free ports
+and the kernel binds them a moment later, so runs that start together could pick the same port
+and the loser died or hung for good (nteract/papermill#511; TCP is kept on Windows).
 
 The command prints what ran, what was skipped and where the tables are, and exits with status
 1 when a combination failed (each failure is reported with the end of its papermill log) and 2
@@ -65,6 +68,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -194,12 +198,34 @@ def _error_summary(log: Path, code: int) -> str:
     return "\n".join([f"papermill exited with status {code} (whole log: {log})", *lines[-25:]])
 
 
+def _papermill_child(argv: Sequence[str] | None = None) -> None:
+    """The process of one run (``argv``: notebook, output, working folder, base64 YAML
+    parameters, socket folder): ``papermill.execute_notebook`` as ``python -m papermill``
+    runs it, with the kernel's five channels on IPC sockets ``<socket folder>/kernel-N``."""
+    import logging
+
+    import papermill
+    import yaml
+    from papermill.iorw import NoDatesSafeLoader
+    from traitlets.config import Config
+
+    notebook, output, cwd, encoded, sockets = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # as papermill's command
+    channels = ({"transport": "tcp"} if os.name == "nt" else
+                {"transport": "ipc", "ip": str(Path(sockets) / "kernel")})
+    papermill.execute_notebook(
+        notebook, output, parameters=yaml.load(base64.b64decode(encoded), NoDatesSafeLoader),
+        kernel_name="python3", cwd=cwd, progress_bar=False,
+        config=Config(KernelManager=channels))
+
+
 def execute(notebook: str | os.PathLike, folder: str | os.PathLike, parameters: dict[str, Any],
             swept: Mapping[str, Any] | None = None, stamp: Mapping[str, str] | None = None,
             environment: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """Run ``notebook`` with ``parameters`` into ``folder`` (one combination of a sweep):
     remove its earlier ``results/`` and ``.done``, write ``params.json`` (``swept`` and
-    ``parameters``), run ``python -m papermill`` (output in ``papermill.log``; environment:
+    ``parameters``), run papermill in a process of its own (:func:`_papermill_child`; output in
+    ``papermill.log``; environment:
     ``ENTROPIC_AE_SCHEDULER=serial`` and ``environment``, where ``None`` unsets a variable) and
     on success write ``.done`` with ``stamp`` (computed here if not given) and the CSV files in
     ``results/``. Returns ``{"ok": True}`` or ``{"ok": False, "error": text}``; never raises."""
@@ -215,11 +241,12 @@ def execute(notebook: str | os.PathLike, folder: str | os.PathLike, parameters: 
         env = {**os.environ, **(environment or {}), "ENTROPIC_AE_SCHEDULER": _SERIAL}
         env = {key: value for key, value in env.items() if value is not None}
         encoded = base64.b64encode(yaml.safe_dump(parameters).encode()).decode()
-        command = [sys.executable, "-m", "papermill", str(notebook),
-                   str(target / notebook.name), "-b", encoded, "--cwd", str(notebook.parent),
-                   "-k", "python3", "--no-progress-bar"]
         start = time.perf_counter()
-        with open(target / _LOG, "w") as log:
+        with open(target / _LOG, "w") as log, \
+                tempfile.TemporaryDirectory(prefix="eae-kernel-") as sockets:
+            command = [sys.executable, "-c", "from entropic_ae.sweep import _papermill_child; "
+                       "_papermill_child()", str(notebook), str(target / notebook.name),
+                       str(notebook.parent), encoded, sockets]
             code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                   check=False).returncode
         if code != 0:

@@ -33,6 +33,7 @@ checkpoint_dir = "checkpoints"
 
 _BODY = """\
 import csv, os, pathlib
+from ipykernel.kernelapp import IPKernelApp
 if fail:
     raise RuntimeError("failing on purpose")
 folder = pathlib.Path(results_dir)
@@ -40,7 +41,8 @@ folder.mkdir(parents=True, exist_ok=True)
 row = {{"x_repr": repr(x), "y_repr": repr(y), "z_repr": repr(z), "version": {version},
        "scheduler": os.environ.get("ENTROPIC_AE_SCHEDULER"),
        "omp": os.environ.get("OMP_NUM_THREADS"), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
-       "checkpoint_dir": checkpoint_dir}}
+       "checkpoint_dir": checkpoint_dir, "transport": IPKernelApp.instance().transport,
+       "sockets": IPKernelApp.instance().ip}}
 with open(folder / "values.csv", "w", newline="") as fh:
     writer = csv.DictWriter(fh, fieldnames=list(row))
     writer.writeheader()
@@ -166,7 +168,8 @@ def test_gathering_names_unreadable_tables_and_keeps_the_rest(tmp_path):
 @pytest.mark.slow
 def test_values_that_read_alike_run_in_folders_of_their_own(tmp_path, monkeypatch, capsys):
     """``a/b`` and ``a_b`` have one slug but their own folders and rows; a repeated value runs
-    once; two local runs at once each get their own GPU, one thread and the serial scheduler."""
+    once; two local runs at once each get their own GPU, one thread, the serial scheduler and
+    kernel sockets in a folder of their own, not TCP ports another run may take first."""
     monkeypatch.setattr(sweep_module, "_gpu_ids", lambda: ["7", "9"], raising=False)
     nb = _notebook(tmp_path / "n.ipynb")
     out = tmp_path / "out"
@@ -179,6 +182,8 @@ def test_values_that_read_alike_run_in_folders_of_their_own(tmp_path, monkeypatc
     assert pairs == [("a/b", "'a/b'"), ("a_b", "'a_b'")]
     assert set(table["scheduler"]) == {"serial"} and set(table["omp"]) == {1}
     assert sorted(table["gpu"]) == [7, 9]
+    assert set(table["transport"]) == {"ipc"} and table["sockets"].nunique() == 2
+    assert not any(Path(ip).parent.exists() for ip in table["sockets"])  # removed afterwards
     assert set(table["checkpoint_dir"]) == {str(out / "checkpoints")}
     for value in ("a/b", "a_b"):
         saved = json.loads((run_folder(out, {"x": value}, "n.ipynb") / "params.json").read_text())
