@@ -198,8 +198,8 @@ def _error_summary(log: Path, code: int) -> str:
     return "\n".join([f"papermill exited with status {code} (whole log: {log})", *lines[-25:]])
 
 
-def _papermill_child(argv: Sequence[str] | None = None) -> None:
-    """The process of one run (``argv``: notebook, output, working folder, base64 YAML
+def _papermill_child() -> None:
+    """The process of one run (``sys.argv[1:]``: notebook, output, working folder, base64 YAML
     parameters, socket folder): ``papermill.execute_notebook`` as ``python -m papermill``
     runs it, with the kernel's five channels on IPC sockets ``<socket folder>/kernel-N``."""
     import logging
@@ -209,7 +209,7 @@ def _papermill_child(argv: Sequence[str] | None = None) -> None:
     from papermill.iorw import NoDatesSafeLoader
     from traitlets.config import Config
 
-    notebook, output, cwd, encoded, sockets = sys.argv[1:] if argv is None else argv
+    notebook, output, cwd, encoded, sockets = sys.argv[1:]
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # as papermill's command
     channels = ({"transport": "tcp"} if os.name == "nt" else
                 {"transport": "ipc", "ip": str(Path(sockets) / "kernel")})
@@ -224,11 +224,11 @@ def execute(notebook: str | os.PathLike, folder: str | os.PathLike, parameters: 
             environment: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """Run ``notebook`` with ``parameters`` into ``folder`` (one combination of a sweep):
     remove its earlier ``results/`` and ``.done``, write ``params.json`` (``swept`` and
-    ``parameters``), run papermill in a process of its own (:func:`_papermill_child`; output in
-    ``papermill.log``; environment:
-    ``ENTROPIC_AE_SCHEDULER=serial`` and ``environment``, where ``None`` unsets a variable) and
-    on success write ``.done`` with ``stamp`` (computed here if not given) and the CSV files in
-    ``results/``. Returns ``{"ok": True}`` or ``{"ok": False, "error": text}``; never raises."""
+    ``parameters``), run papermill in a process of its own (:func:`_papermill_child`; output
+    in ``papermill.log``; environment: ``ENTROPIC_AE_SCHEDULER=serial`` and ``environment``,
+    where ``None`` unsets a variable) and on success write ``.done`` with ``stamp`` (computed
+    here if not given) and the CSV files in ``results/``. Returns ``{"ok": True}`` or
+    ``{"ok": False, "error": text}``; never raises."""
     import yaml
 
     notebook, target = Path(notebook), Path(folder)
